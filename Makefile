@@ -1,0 +1,41 @@
+# The entry point for humans and CI alike. `make run` and `make test` work from a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+GATEWAY_PORT ?= 8000
+BACKEND_PORT ?= 8001
+
+.PHONY: install run test unit integration lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/python -m gateway.devrun --gateway-port $(GATEWAY_PORT) --backend-port $(BACKEND_PORT)
+
+test: install
+	$(BIN)/python -m pytest tests -v --durations=5
+
+unit: install
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: install
+	$(BIN)/python -m pytest tests/integration -v
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

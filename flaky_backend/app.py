@@ -1,0 +1,115 @@
+"""The flaky backend's FastAPI app: ``/flaky-data``, ``/chaos``, ``/stats`` and ``/health``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import asdict, dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from flaky_backend.settings import BackendSettings
+
+
+class Chaos(BaseModel):
+    """The backend's current misbehaviour."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    failure_rate: float = Field(ge=0, le=1)
+    slow_rate: float = Field(ge=0, le=1)
+    slow_seconds: float = Field(ge=0, le=300)
+    latency_seconds: float = Field(0.0, ge=0, le=300)
+    """Added to every answer of /flaky-data."""
+    failure_status: int = Field(503, ge=400, le=599)
+    fail_next: int = Field(0, ge=0, le=1_000_000)
+    """The next N requests fail with failure_status, whatever the rates."""
+
+
+class ChaosPatch(BaseModel):
+    """A partial change of the chaos settings; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_rate: float | None = Field(None, ge=0, le=1)
+    slow_rate: float | None = Field(None, ge=0, le=1)
+    slow_seconds: float | None = Field(None, ge=0, le=300)
+    latency_seconds: float | None = Field(None, ge=0, le=300)
+    failure_status: int | None = Field(None, ge=400, le=599)
+    fail_next: int | None = Field(None, ge=0, le=1_000_000)
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    ok: int = 0
+    failures: int = 0
+    slow: int = 0
+    last_request_id: str | None = None
+
+
+def create_app(settings: BackendSettings | None = None) -> FastAPI:
+    settings = settings or BackendSettings()
+    app = FastAPI(title="Flaky backend", version="0.1.0")
+    startup = Chaos(
+        failure_rate=settings.failure_rate,
+        slow_rate=settings.slow_rate,
+        slow_seconds=settings.slow_seconds,
+    )
+    state = {"chaos": startup.model_copy()}
+    stats = Stats()
+    rng = random.Random(settings.seed)
+
+    @app.get("/flaky-data")
+    async def flaky_data(request: Request) -> Response:
+        chaos = state["chaos"]
+        stats.requests += 1
+        number = stats.requests
+        stats.last_request_id = request.headers.get("x-request-id")
+        if chaos.latency_seconds:
+            await asyncio.sleep(chaos.latency_seconds)
+        failing = False
+        if chaos.fail_next:
+            chaos.fail_next -= 1
+            failing = True
+        elif chaos.failure_rate and rng.random() < chaos.failure_rate:
+            failing = True
+        if failing:
+            stats.failures += 1
+            body = {"error": "injected failure", "request": number}
+            return Response(json.dumps(body), status_code=chaos.failure_status,
+                            media_type="application/json")  # fmt: skip
+        if chaos.slow_rate and rng.random() < chaos.slow_rate:
+            stats.slow += 1
+            await asyncio.sleep(chaos.slow_seconds)
+        stats.ok += 1
+        body = {"data": {"message": "hello from the flaky backend", "request": number}}
+        return Response(json.dumps(body), media_type="application/json")
+
+    @app.get("/chaos")
+    async def get_chaos() -> Chaos:
+        return state["chaos"]
+
+    @app.put("/chaos")
+    async def put_chaos(patch: ChaosPatch) -> Chaos:
+        changes = patch.model_dump(exclude_unset=True, exclude_none=True)
+        state["chaos"] = state["chaos"].model_copy(update=changes)
+        return state["chaos"]
+
+    @app.delete("/chaos")
+    async def reset_chaos() -> Chaos:
+        state["chaos"] = startup.model_copy()
+        return state["chaos"]
+
+    @app.get("/stats")
+    async def get_stats() -> dict[str, object]:
+        return asdict(stats)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

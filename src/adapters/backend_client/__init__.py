@@ -1,0 +1,1 @@
+"""Adapters for the ``UpstreamPort``: the real HTTP client and a scripted fake."""

@@ -1,0 +1,214 @@
+"""The FastAPI app factory: health, metrics, one proxy endpoint per route, problem+json errors.
+
+The composition root (``gateway.containers``) builds the routes and hands them here; nothing
+in this module constructs an adapter or reads settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from adapters.http.client_identity import ClientIdentity
+from adapters.http.problems import PROBLEM_TYPE, problem_response
+from adapters.http.proxy import make_proxy_endpoint
+from adapters.http.request_id import RequestIdMiddleware, request_id_of
+from adapters.metrics.counters import RouteCounters
+from adapters.metrics.prometheus import RouteView, exposition, new_registry
+from application.forward import ForwardRequest
+from domain.breaker import BreakerState
+from domain.ports import Clock
+
+_log = logging.getLogger("gateway.http")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxiedRoute:
+    """A route's use case with the counters its endpoint reports to."""
+
+    forward: ForwardRequest
+    counters: RouteCounters
+
+
+def _problem_schema(status: int, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def _route_responses() -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"description": "The upstream's answer, passed through."},
+        429: _problem_schema(429, "Over the client's rate limit; see Retry-After."),
+        503: _problem_schema(503, "Circuit open, or every attempt upstream failed."),
+    }
+
+
+def create_app(
+    *,
+    routes: Sequence[ProxiedRoute],
+    identity: ClientIdentity,
+    clock: Clock,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    """A gateway app serving ``routes``; hooks run in its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup:
+            await hook()
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                await hook()
+
+    app = FastAPI(title="Resilient API gateway", version="0.1.0", lifespan=lifespan)
+    views = [route_view(proxied) for proxied in routes]
+    registry = new_registry(views)
+
+    for proxied in routes:
+        route = proxied.forward.route
+        app.add_api_route(
+            route.path,
+            make_proxy_endpoint(proxied.forward, identity, proxied.counters, clock),
+            methods=list(route.methods),
+            name=route.name,
+            summary=f"Proxy to the upstream's {route.upstream_path}",
+            responses=_route_responses(),
+            response_class=Response,
+        )
+
+    @app.get("/health", summary="Liveness of the gateway itself")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", summary="Counters as JSON, or Prometheus text when asked for")
+    async def metrics(request: Request) -> Response:
+        accept = request.headers.get("accept", "")
+        if "application/openmetrics-text" in accept or "text/plain" in accept:
+            body, media_type = exposition(registry, "application/openmetrics-text" in accept)
+            return Response(body, media_type=media_type)
+        return JSONResponse(json_metrics(views, routes))
+
+    _install_problem_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def route_view(proxied: ProxiedRoute) -> RouteView:
+    """What the metrics read of one route: counters, breaker state, limiter size."""
+    route = proxied.forward.route
+    limiter = route.limiter
+
+    def breaker_state() -> BreakerState:
+        return route.breaker.state
+
+    def tracked_clients() -> int:
+        return limiter.tracked_clients if limiter is not None else 0
+
+    return RouteView(proxied.counters, breaker_state, tracked_clients)
+
+
+def json_metrics(views: Sequence[RouteView], routes: Sequence[ProxiedRoute]) -> dict[str, Any]:
+    """The JSON form: the seed's four keys first, for the first (default) route."""
+    view, proxied = views[0], routes[0]
+    route = proxied.forward.route
+    c = view.counters
+    limiter = route.limiter
+    policy = route.breaker.policy
+    return {
+        "circuit_breaker_state": view.breaker_state().value,
+        "total_retries": c.retries,
+        "rate_limit_allowed": c.rate_limit_allowed,
+        "rate_limit_blocked": c.rate_limit_blocked,
+        "route": route.name,
+        "circuit_breaker_rejections": c.circuit_rejections,
+        "circuit_breaker_transitions": {
+            f"{a}->{b}": n for (a, b), n in c.breaker_transitions.items()
+        },
+        "upstream_attempts": dict(c.upstream_attempts),
+        "requests_by_status_class": {
+            f"{i}xx": n for i, n in enumerate(c.requests_by_status_class) if i
+        },
+        "rate_limit_tracked_clients": view.tracked_clients(),
+        "settings": {
+            "rate_limit_enabled": limiter is not None,
+            "rate_limit_requests_per_window": limiter.policy.requests_per_window
+            if limiter
+            else None,
+            "rate_limit_window_seconds": limiter.policy.window_seconds if limiter else None,
+            "failure_threshold": policy.failure_threshold,
+            "recovery_timeout_seconds": policy.recovery_timeout_seconds,
+            "half_open_max_calls": policy.half_open_max_calls,
+            "max_retries": route.retry_policy.max_retries,
+        },
+    }
+
+
+def _install_problem_handlers(app: FastAPI) -> None:
+    app.openapi_schema = None
+    kinds = {404: "not-found", 405: "method-not-allowed"}
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        kind = kinds.get(exc.status_code, "http-error")
+        return problem_response(
+            kind, exc.status_code, str(exc.detail), request_id_of(request.scope),
+            headers=dict(exc.headers or {}),
+        )  # fmt: skip
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = json.loads(json.dumps(exc.errors(), default=str))
+        return problem_response(
+            "invalid-request", 422, "The request is not valid.", request_id_of(request.scope),
+            errors=errors,
+        )  # fmt: skip
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        _log.exception("unhandled error", exc_info=exc)
+        return problem_response(
+            "internal-error", 500, "The gateway failed unexpectedly.", request_id_of(request.scope)
+        )
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, internal_error)
+    _add_problem_schema(app)
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
+                "type": "object",
+                "required": ["type", "title", "status"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "instance": {"type": "string"},
+                },
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

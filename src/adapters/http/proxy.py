@@ -1,0 +1,143 @@
+"""The endpoint for one proxied route, and the mapping of use-case results to HTTP.
+
+This is the hot path: headers are filtered once, bodies pass through as bytes, and the result
+types of ``application.forward`` become responses in one ``match``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.backend_client.aiohttp_upstream import HOP_BY_HOP
+from adapters.http.client_identity import ClientIdentity
+from adapters.http.problems import problem_response, retry_after_header
+from adapters.http.request_id import request_id_of
+from adapters.metrics.counters import RouteCounters
+from application.forward import (
+    CircuitOpen,
+    Forwarded,
+    ForwardRequest,
+    ForwardResult,
+    RateLimited,
+    UpstreamFailed,
+)
+from domain.ports import Clock, UpstreamRequest
+from domain.rate_limit import RateLimitDecision
+
+_NOT_FORWARDED = HOP_BY_HOP | {"x-request-id", "x-forwarded-for"}
+
+
+def rate_limit_headers(
+    policy_name: str, window_seconds: float, decision: RateLimitDecision
+) -> list[tuple[bytes, bytes]]:
+    """The IETF draft's structured fields and the older ``RateLimit-*`` trio."""
+    reset = str(math.ceil(decision.reset_seconds))
+    window = str(math.ceil(window_seconds))
+    return [
+        (b"ratelimit-policy", f'"{policy_name}";q={decision.limit};w={window}'.encode()),
+        (b"ratelimit", f'"{policy_name}";r={decision.remaining};t={reset}'.encode()),
+        (b"ratelimit-limit", str(decision.limit).encode()),
+        (b"ratelimit-remaining", str(decision.remaining).encode()),
+        (b"ratelimit-reset", reset.encode()),
+    ]
+
+
+def make_proxy_endpoint(
+    forward: ForwardRequest, identity: ClientIdentity, counters: RouteCounters, clock: Clock
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that forwards to ``forward.route`` and counts what it answered."""
+    route = forward.route
+    window = route.limiter.policy.window_seconds if route.limiter is not None else 0.0
+
+    async def proxy(request: Request) -> Response:
+        started = clock.now()
+        scope = request.scope
+        request_id = request_id_of(scope)
+        peer = scope.get("client")
+        peer_host = peer[0] if peer else None
+        headers: list[tuple[str, str]] = []
+        forwarded_for: list[str] = []
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            if name == "x-forwarded-for":
+                forwarded_for.append(value)
+            if name not in _NOT_FORWARDED:
+                headers.append((name, value))
+        client_id = identity.resolve(peer_host, forwarded_for)
+        chain = ", ".join([*forwarded_for, peer_host] if peer_host else forwarded_for)
+        if chain:
+            headers.append(("x-forwarded-for", chain))
+        headers.append(("x-request-id", request_id))
+        upstream_request = UpstreamRequest(
+            request.method,
+            route.upstream_path,
+            scope["query_string"].decode("latin-1"),
+            tuple(headers),
+            await request.body(),
+        )
+        result = await forward(client_id, upstream_request)
+        response = to_response(result, request_id, route.name, window)
+        counters.request_completed(response.status_code, clock.now() - started)
+        return response
+
+    return proxy
+
+
+def to_response(result: ForwardResult, request_id: str, policy: str, window: float) -> Response:
+    """The HTTP answer for one use-case result."""
+    match result:
+        case Forwarded(response=upstream):
+            response = Response(upstream.body, status_code=upstream.status)
+            response.raw_headers.extend(
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in upstream.headers
+                if name.lower() not in _NOT_FORWARDED
+            )
+        case RateLimited(rate_limit=decision):
+            response = problem_response(
+                "rate-limited",
+                429,
+                f"At most {decision.limit} requests per {window:g} s; retry after the window "
+                "slides.",
+                request_id,
+                headers={"Retry-After": retry_after_header(decision.retry_after_seconds)},
+                policy=policy,
+                retry_after=math.ceil(decision.retry_after_seconds),
+            )
+        case CircuitOpen(state=state, retry_after_seconds=retry_after):
+            response = problem_response(
+                "circuit-open",
+                503,
+                "The upstream failed repeatedly; calls are refused until it recovers.",
+                request_id,
+                headers={"Retry-After": retry_after_header(retry_after)},
+                circuit_breaker_state=state.value,
+                retry_after=max(1, math.ceil(retry_after)),
+            )
+        case UpstreamFailed():
+            headers = None
+            extra: dict[str, object] = {}
+            if result.retry_after_seconds is not None:
+                headers = {"Retry-After": retry_after_header(result.retry_after_seconds)}
+                extra["retry_after"] = max(1, math.ceil(result.retry_after_seconds))
+            response = problem_response(
+                "upstream-unavailable",
+                503,
+                f"The upstream failed {result.attempts} time(s), last with {result.reason}; "
+                f"stopped: {result.stopped_by}.",
+                request_id,
+                headers=headers,
+                attempts=result.attempts,
+                reason=result.reason,
+                stopped_by=result.stopped_by,
+                circuit_breaker_state=result.breaker_state.value,
+                **extra,
+            )
+    if result.rate_limit is not None:
+        response.raw_headers.extend(rate_limit_headers(policy, window, result.rate_limit))
+    return response

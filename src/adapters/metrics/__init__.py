@@ -1,0 +1,1 @@
+"""Metrics: plain counters per route, exposed as JSON and as Prometheus text."""

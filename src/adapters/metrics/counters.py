@@ -1,0 +1,65 @@
+"""Counters of one route, kept as plain integers on the hot path.
+
+``RouteCounters`` implements the application's ``RouteMetrics`` port. Both the JSON snapshot
+and the Prometheus exposition (``adapters.metrics.prometheus``) read these same fields, so the
+two forms cannot disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_left
+from collections import Counter
+
+from domain.breaker import BreakerState
+
+DURATION_BUCKETS_SECONDS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+UPSTREAM_OUTCOMES = ("success", "http_5xx", "timeout", "connection_error")
+
+_log = logging.getLogger("gateway.breaker")
+
+
+class RouteCounters:
+    """Everything counted about one route since start."""
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+        self.rate_limit_allowed = 0
+        self.rate_limit_blocked = 0
+        self.circuit_rejections = 0
+        self.retries = 0
+        self.upstream_attempts = dict.fromkeys(UPSTREAM_OUTCOMES, 0)
+        self.breaker_transitions: Counter[tuple[str, str]] = Counter()
+        self.requests_by_status_class = [0] * 6
+        self.duration_bucket_counts = [0] * (len(DURATION_BUCKETS_SECONDS) + 1)
+        self.duration_sum_seconds = 0.0
+
+    def rate_limit_decided(self, allowed: bool) -> None:
+        if allowed:
+            self.rate_limit_allowed += 1
+        else:
+            self.rate_limit_blocked += 1
+
+    def circuit_rejected(self) -> None:
+        self.circuit_rejections += 1
+
+    def upstream_attempted(self, outcome: str) -> None:
+        self.upstream_attempts[outcome] += 1
+
+    def retry_scheduled(self) -> None:
+        self.retries += 1
+
+    def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:
+        self.breaker_transitions[previous.value, current.value] += 1
+        _log.warning(
+            "circuit breaker transition",
+            extra={"route": self.route, "from": previous.value, "to": current.value},
+        )
+
+    def request_completed(self, status: int, duration_seconds: float) -> None:
+        """One client request answered with ``status`` after ``duration_seconds``."""
+        self.requests_by_status_class[min(status // 100, 5)] += 1
+        self.duration_bucket_counts[bisect_left(DURATION_BUCKETS_SECONDS, duration_seconds)] += 1
+        self.duration_sum_seconds += duration_seconds

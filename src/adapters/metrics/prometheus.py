@@ -1,0 +1,126 @@
+"""Prometheus exposition of the route counters, built by ``prometheus_client``.
+
+A custom collector reads the plain counters at scrape time (the hot path only adds to ints).
+Each app instance gets its own ``CollectorRegistry``, so tests never share metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from itertools import accumulate
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from adapters.metrics.counters import DURATION_BUCKETS_SECONDS, RouteCounters
+from domain.breaker import BreakerState
+
+PROMETHEUS_TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class RouteView:
+    """What the collector reads of one route: its counters and live state."""
+
+    def __init__(
+        self,
+        counters: RouteCounters,
+        breaker_state: Callable[[], BreakerState],
+        tracked_clients: Callable[[], int],
+    ) -> None:
+        self.counters = counters
+        self.breaker_state = breaker_state
+        self.tracked_clients = tracked_clients
+
+
+class GatewayCollector:
+    """Yields every gateway metric family from the route views."""
+
+    def __init__(self, routes: Sequence[RouteView]) -> None:
+        self._routes = routes
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "gateway_requests", "Client requests answered, by status class.",
+            labels=["route", "status_class"],
+        )  # fmt: skip
+        duration = HistogramMetricFamily(
+            "gateway_request_duration_seconds", "Time to answer a client request.",
+            labels=["route"],
+        )  # fmt: skip
+        attempts = CounterMetricFamily(
+            "gateway_upstream_attempts", "Calls made to the upstream, by outcome.",
+            labels=["route", "outcome"],
+        )  # fmt: skip
+        retries = CounterMetricFamily(
+            "gateway_retries", "Retries scheduled after a transient failure.", labels=["route"]
+        )
+        decisions = CounterMetricFamily(
+            "gateway_rate_limit_decisions", "Rate-limit decisions.", labels=["route", "decision"]
+        )
+        tracked = GaugeMetricFamily(
+            "gateway_rate_limit_tracked_clients", "Clients the limiter remembers.", labels=["route"]
+        )
+        state = GaugeMetricFamily(
+            "gateway_circuit_breaker_state", "1 for the breaker's current state.",
+            labels=["route", "state"],
+        )  # fmt: skip
+        transitions = CounterMetricFamily(
+            "gateway_circuit_breaker_transitions", "Breaker state changes.",
+            labels=["route", "from", "to"],
+        )  # fmt: skip
+        rejections = CounterMetricFamily(
+            "gateway_circuit_breaker_rejections", "Calls refused by an open breaker.",
+            labels=["route"],
+        )  # fmt: skip
+        for view in self._routes:
+            c = view.counters
+            name = c.route
+            for status_class, count in enumerate(c.requests_by_status_class):
+                if status_class:
+                    requests.add_metric([name, f"{status_class}xx"], count)
+            cumulative = list(accumulate(c.duration_bucket_counts))
+            buckets = [
+                (_bound(bound), count)
+                for bound, count in zip(DURATION_BUCKETS_SECONDS, cumulative, strict=False)
+            ]
+            buckets.append(("+Inf", cumulative[-1]))
+            duration.add_metric([name], buckets, c.duration_sum_seconds)
+            for outcome, count in c.upstream_attempts.items():
+                attempts.add_metric([name, outcome], count)
+            retries.add_metric([name], c.retries)
+            decisions.add_metric([name, "allowed"], c.rate_limit_allowed)
+            decisions.add_metric([name, "blocked"], c.rate_limit_blocked)
+            tracked.add_metric([name], view.tracked_clients())
+            current = view.breaker_state()
+            for each in BreakerState:
+                state.add_metric([name, each.value], 1 if each is current else 0)
+            for (previous, to), count in sorted(c.breaker_transitions.items()):
+                transitions.add_metric([name, previous, to], count)
+            rejections.add_metric([name], c.circuit_rejections)
+        yield from (requests, duration, attempts, retries, decisions, tracked, state)
+        yield from (transitions, rejections)
+
+
+def _bound(bound: float) -> str:
+    return repr(float(bound))
+
+
+def new_registry(routes: Sequence[RouteView]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(GatewayCollector(routes))
+    return registry
+
+
+def exposition(registry: CollectorRegistry, openmetrics: bool) -> tuple[bytes, str]:
+    """The registry in the text format asked for, with its content type."""
+    if openmetrics:
+        return generate_openmetrics(registry), OPENMETRICS_TYPE  # type: ignore[no-untyped-call]
+    return generate_latest(registry), PROMETHEUS_TEXT_TYPE

@@ -1,0 +1,1 @@
+"""Use cases: run one client request through limiter -> breaker -> retries -> upstream."""

@@ -1,0 +1,41 @@
+"""Ports the application needs beyond the domain's: where it reports what happened."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from domain.breaker import BreakerState
+
+
+class RouteMetrics(Protocol):
+    """Counts the events of one route. Implemented by the metrics adapter."""
+
+    def rate_limit_decided(self, allowed: bool) -> None: ...
+
+    def circuit_rejected(self) -> None: ...
+
+    def upstream_attempted(self, outcome: str) -> None:
+        """``outcome`` is ``success``, ``http_5xx``, ``timeout`` or ``connection_error``."""
+
+    def retry_scheduled(self) -> None: ...
+
+    def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None: ...
+
+
+class NullRouteMetrics:
+    """Counts nothing: for callers that do not observe a route."""
+
+    def rate_limit_decided(self, allowed: bool) -> None:
+        pass
+
+    def circuit_rejected(self) -> None:
+        pass
+
+    def upstream_attempted(self, outcome: str) -> None:
+        pass
+
+    def retry_scheduled(self) -> None:
+        pass
+
+    def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:
+        pass

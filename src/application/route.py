@@ -1,0 +1,33 @@
+"""A route: one gateway path in front of one upstream, with the policies it owns.
+
+Every stateful policy (breaker, limiter) is an instance owned by its route, so a route table with
+several upstreams is configuration: each entry gets its own breaker, limiter and retry policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.breaker import CircuitBreaker
+from domain.ports import UpstreamPort
+from domain.rate_limit import SlidingWindowLimiter
+from domain.retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a gateway path goes and how calls to it are protected."""
+
+    name: str
+    path: str
+    """The gateway's path, e.g. ``/api/v1/data``."""
+    upstream_path: str
+    """The path on the upstream, e.g. ``/flaky-data``."""
+    upstream: UpstreamPort
+    breaker: CircuitBreaker
+    retry_policy: RetryPolicy
+    limiter: SlidingWindowLimiter | None
+    """``None`` when rate limiting is off for this route."""
+    attempt_timeout_seconds: float
+    request_timeout_seconds: float
+    methods: tuple[str, ...] = ("GET",)

@@ -1,0 +1,1 @@
+"""The composition root: settings, the container that wires every layer, and the CLI."""

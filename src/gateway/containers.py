@@ -1,0 +1,100 @@
+"""The one wiring module: settings -> clock -> adapters -> domain objects -> use case -> app.
+
+Stateful objects (clock, breaker, limiter, counters, the upstream's connection pool) are
+Singletons: one per container, hence per app. The upstream is a Singleton rather than an async
+``Resource`` on purpose: an async Resource turns every provider that depends on it async, and
+the proxy endpoints would then await a Future per request; its pool is opened and closed by the
+app's lifespan hooks instead. Tests override providers (``container.upstream.override(fake)``)
+instead of patching modules.
+"""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from adapters.backend_client.aiohttp_upstream import AiohttpUpstream
+from adapters.clock.system import SystemClock
+from adapters.http.app import ProxiedRoute, create_app
+from adapters.http.client_identity import ClientIdentity
+from adapters.metrics.counters import RouteCounters
+from application.forward import ForwardRequest
+from application.route import Route
+from domain.breaker import BreakerPolicy, CircuitBreaker
+from domain.ports import Clock
+from domain.rate_limit import RateLimitPolicy, SlidingWindowLimiter
+from domain.retry import RetryPolicy
+from gateway.settings import GatewaySettings
+
+DEFAULT_ROUTE_NAME = "default"
+DEFAULT_ROUTE_PATH = "/api/v1/data"
+DEFAULT_UPSTREAM_PATH = "/flaky-data"
+
+
+def build_limiter(settings: GatewaySettings, clock: Clock) -> SlidingWindowLimiter | None:
+    if not settings.rate_limit_enabled:
+        return None
+    policy = RateLimitPolicy(
+        settings.rate_limit_requests_per_window, settings.rate_limit_window_seconds
+    )
+    return SlidingWindowLimiter(policy, clock)
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Singleton(GatewaySettings)
+    clock = providers.Singleton(SystemClock)
+
+    upstream = providers.Singleton(
+        AiohttpUpstream,
+        base_url=settings.provided.backend_url,
+        pool_size=settings.provided.upstream_pool_size,
+    )
+
+    counters = providers.Singleton(RouteCounters, route=DEFAULT_ROUTE_NAME)
+    breaker = providers.Singleton(
+        CircuitBreaker,
+        policy=providers.Singleton(
+            BreakerPolicy,
+            failure_threshold=settings.provided.failure_threshold,
+            recovery_timeout_seconds=settings.provided.recovery_timeout_seconds,
+            half_open_max_calls=settings.provided.half_open_max_calls,
+        ),
+        clock=clock,
+        on_transition=counters.provided.breaker_transitioned,
+    )
+    limiter = providers.Singleton(build_limiter, settings=settings, clock=clock)
+    retry_policy = providers.Singleton(
+        RetryPolicy,
+        max_retries=settings.provided.max_retries,
+        initial_backoff_seconds=settings.provided.initial_backoff_seconds,
+        backoff_multiplier=settings.provided.backoff_multiplier,
+        max_backoff_seconds=settings.provided.max_backoff_seconds,
+        retry_on_status=settings.provided.retry_on_status,
+    )
+    route = providers.Singleton(
+        Route,
+        name=DEFAULT_ROUTE_NAME,
+        path=DEFAULT_ROUTE_PATH,
+        upstream_path=DEFAULT_UPSTREAM_PATH,
+        upstream=upstream,
+        breaker=breaker,
+        retry_policy=retry_policy,
+        limiter=limiter,
+        attempt_timeout_seconds=settings.provided.backend_timeout_seconds,
+        request_timeout_seconds=settings.provided.request_timeout_seconds,
+    )
+    forward = providers.Singleton(
+        ForwardRequest, route=route, clock=clock, sleeper=clock, metrics=counters
+    )
+    identity = providers.Singleton(
+        ClientIdentity, trusted_proxies=settings.provided.trusted_proxies
+    )
+    app = providers.Singleton(
+        create_app,
+        routes=providers.List(
+            providers.Singleton(ProxiedRoute, forward=forward, counters=counters)
+        ),
+        identity=identity,
+        clock=clock,
+        on_startup=providers.List(upstream.provided.start),
+        on_shutdown=providers.List(upstream.provided.aclose),
+    )

@@ -1,0 +1,121 @@
+"""Every setting of the gateway, read from the environment and validated at start.
+
+One pydantic-settings class, a docstring per field; the README's settings table lists the same
+fields (``tests/unit/test_settings.py`` checks that they agree).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class GatewaySettings(BaseSettings):
+    """The gateway's configuration. Variable names are the field names in upper case."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    backend_url: str = "http://localhost:8001"
+    """Base URL of the upstream service (http or https)."""
+    backend_timeout_seconds: float = Field(2.0, gt=0, le=300)
+    """Time one upstream attempt may take, from connecting to the last body byte."""
+    request_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    """Deadline of a whole client request: attempts and backoff sleeps together."""
+    upstream_pool_size: int = Field(100, ge=1, le=10_000)
+    """Most connections kept open to the upstream."""
+
+    failure_threshold: int = Field(5, ge=1, le=10_000)
+    """Consecutive failed attempts that open the circuit breaker."""
+    recovery_timeout_seconds: float = Field(30.0, gt=0, le=86_400)
+    """Time the breaker stays OPEN before it admits a trial call (HALF_OPEN)."""
+    half_open_max_calls: int = Field(1, ge=1, le=1_000)
+    """Trial calls allowed in flight at once while HALF_OPEN."""
+
+    max_retries: int = Field(3, ge=0, le=20)
+    """Retries after the first attempt, for transient failures only."""
+    initial_backoff_seconds: float = Field(0.5, ge=0, le=600)
+    """Wait before the first retry."""
+    backoff_multiplier: float = Field(2.0, ge=1, le=10)
+    """Factor by which each further wait grows."""
+    max_backoff_seconds: float = Field(10.0, ge=0, le=600)
+    """Cap on any single wait."""
+    retry_on_status: Annotated[frozenset[int], NoDecode] = frozenset({503})
+    """Upstream statuses that count as transient and are retried (comma-separated)."""
+
+    rate_limit_enabled: bool = True
+    """Whether clients are rate-limited at all."""
+    rate_limit_requests_per_window: int = Field(100, ge=1, le=10_000_000)
+    """Requests one client may make per sliding window."""
+    rate_limit_window_seconds: float = Field(60.0, gt=0, le=86_400)
+    """Length of the sliding window."""
+    trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
+    """CIDRs of proxies whose ``X-Forwarded-For`` is believed (comma-separated; empty: none)."""
+
+    @field_validator("backend_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as error:
+            raise ValueError(f"has an invalid port ({error})") from None
+        return value.rstrip("/")
+
+    @field_validator("retry_on_status", mode="before")
+    @classmethod
+    def _split_statuses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            if not all(item.isdigit() for item in items):
+                raise ValueError("must be comma-separated HTTP status codes, e.g. 502,503")
+            value = frozenset(int(item) for item in items)
+        return value
+
+    @field_validator("retry_on_status")
+    @classmethod
+    def _check_statuses(cls, value: frozenset[int]) -> frozenset[int]:
+        if any(not 400 <= status <= 599 for status in value):
+            raise ValueError("statuses must be between 400 and 599")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            networks = []
+            for item in (part.strip() for part in value.split(",")):
+                if not item:
+                    continue
+                try:
+                    networks.append(ipaddress.ip_network(item, strict=False))
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+            value = tuple(networks)
+        return value
+
+    @model_validator(mode="after")
+    def _check_backoff_cap(self) -> GatewaySettings:
+        if self.max_backoff_seconds < self.initial_backoff_seconds:
+            raise ValueError("MAX_BACKOFF_SECONDS must not be smaller than INITIAL_BACKOFF_SECONDS")
+        return self
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming each bad variable, for the start-up error."""
+    parts = []
+    for item in error.errors():
+        name = "_".join(str(part) for part in item["loc"]).upper() or "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            parts.append(f"{name}={item.get('input')!s}: {message}")
+        else:
+            parts.append(message)
+    return "invalid setting " + "; ".join(parts)

@@ -1,0 +1,60 @@
+"""Builders for the use case over fakes: a fake clock and a scripted upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from adapters.backend_client.fake import FakeUpstream
+from adapters.clock.fake import FakeClock
+from adapters.metrics.counters import RouteCounters
+from application.forward import ForwardRequest
+from application.route import Route
+from domain.breaker import BreakerPolicy, CircuitBreaker
+from domain.rate_limit import RateLimitPolicy, SlidingWindowLimiter
+from domain.retry import RetryPolicy
+
+MakeForward = Callable[..., tuple[ForwardRequest, FakeUpstream, RouteCounters]]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_forward(clock: FakeClock) -> MakeForward:
+    def build(
+        *script: object,
+        default: object = 200,
+        threshold: int = 5,
+        recovery: float = 30.0,
+        trials: int = 1,
+        retry: RetryPolicy | None = None,
+        limit: int | None = None,
+        window: float = 60.0,
+        attempt_timeout: float = 2.0,
+        request_timeout: float = 10.0,
+        elapse: float = 0.0,
+    ) -> tuple[ForwardRequest, FakeUpstream, RouteCounters]:
+        upstream = FakeUpstream(script, default=default, clock=clock, elapse_seconds=elapse)  # type: ignore[arg-type]
+        counters = RouteCounters("test")
+        breaker = CircuitBreaker(
+            BreakerPolicy(threshold, recovery, trials), clock, counters.breaker_transitioned
+        )
+        limiter = SlidingWindowLimiter(RateLimitPolicy(limit, window), clock) if limit else None
+        route = Route(
+            name="test",
+            path="/api/v1/data",
+            upstream_path="/flaky-data",
+            upstream=upstream,
+            breaker=breaker,
+            retry_policy=retry or RetryPolicy(),
+            limiter=limiter,
+            attempt_timeout_seconds=attempt_timeout,
+            request_timeout_seconds=request_timeout,
+        )
+        return ForwardRequest(route, clock, clock, counters), upstream, counters
+
+    return build
