@@ -80,8 +80,9 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         if failing:
             stats.failures += 1
             body = {"error": "injected failure", "request": number}
-            return Response(json.dumps(body), status_code=chaos.failure_status,
-                            media_type="application/json")  # fmt: skip
+            return Response(
+                json.dumps(body), status_code=chaos.failure_status, media_type="application/json"
+            )
         if chaos.slow_rate and rng.random() < chaos.slow_rate:
             stats.slow += 1
             await asyncio.sleep(chaos.slow_seconds)

@@ -22,11 +22,14 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as error:
         item = error.errors()[0]
         name = "FLAKY_" + "_".join(str(p) for p in item["loc"]).upper()
-        print(f"flaky-backend: invalid setting {name}={item.get('input')}: {item['msg']}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"flaky-backend: invalid setting {name}={item.get('input')}: {item['msg']}",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=False,
-                server_header=False)  # fmt: skip
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, access_log=False, server_header=False
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,11 @@ async def test_transient_failure_is_retried_with_the_backoff_schedule(
     assert clock.sleeps == [0.5, 1.0, 2.0]
     assert counters.retries == 3
     assert counters.upstream_attempts == {
-        "success": 1, "http_5xx": 1, "timeout": 1, "connection_error": 1
-    }  # fmt: skip
+        "success": 1,
+        "http_5xx": 1,
+        "timeout": 1,
+        "connection_error": 1,
+    }
 
 
 async def test_every_attempt_failing_gives_upstream_failed(
@@ -151,9 +154,13 @@ async def test_attempt_timeout_is_capped_by_the_time_left(
 ) -> None:
     retry = RetryPolicy(max_retries=5, initial_backoff_seconds=0.5, backoff_multiplier=1.0)
     forward, upstream, _ = make_forward(
-        default=200, retry=retry, threshold=100, attempt_timeout=4.0, request_timeout=10.0,
+        default=200,
+        retry=retry,
+        threshold=100,
+        attempt_timeout=4.0,
+        request_timeout=10.0,
         elapse=100.0,
-    )  # fmt: skip
+    )
     started = clock.now()
     result = await forward("client", REQUEST)
     # 0-4 attempt, 4.5-8.5 attempt, 9.0-10.0 attempt with only 1 s left, then no sleep fits
@@ -166,8 +173,12 @@ async def test_attempt_timeout_is_capped_by_the_time_left(
 async def test_no_backoff_sleep_starts_that_would_end_after_the_deadline(
     make_forward: MakeForward, clock: FakeClock
 ) -> None:
-    retry = RetryPolicy(max_retries=10, initial_backoff_seconds=1.0, backoff_multiplier=2.0,
-                        max_backoff_seconds=100.0)  # fmt: skip
+    retry = RetryPolicy(
+        max_retries=10,
+        initial_backoff_seconds=1.0,
+        backoff_multiplier=2.0,
+        max_backoff_seconds=100.0,
+    )
     forward, upstream, _ = make_forward(
         default=503, retry=retry, threshold=100, request_timeout=10.0
     )
@@ -182,9 +193,13 @@ async def test_twenty_concurrent_calls_in_half_open_admit_exactly_the_trial_limi
     make_forward: MakeForward, clock: FakeClock
 ) -> None:
     forward, upstream, _ = make_forward(
-        UpstreamUnavailable("down"), default=200, threshold=1, recovery=5.0, trials=3,
+        UpstreamUnavailable("down"),
+        default=200,
+        threshold=1,
+        recovery=5.0,
+        trials=3,
         retry=RetryPolicy(max_retries=0),
-    )  # fmt: skip
+    )
     await forward("client", REQUEST)
     clock.advance(5.0)
     upstream.gate = asyncio.Event()
@@ -204,8 +219,13 @@ async def test_twenty_concurrent_calls_in_half_open_admit_exactly_the_trial_limi
 async def test_cancelled_trial_releases_its_permit(
     make_forward: MakeForward, clock: FakeClock
 ) -> None:
-    forward, upstream, _ = make_forward(UpstreamUnavailable("down"), default=200, threshold=1,
-                                        recovery=5.0, retry=RetryPolicy(max_retries=0))  # fmt: skip
+    forward, upstream, _ = make_forward(
+        UpstreamUnavailable("down"),
+        default=200,
+        threshold=1,
+        recovery=5.0,
+        retry=RetryPolicy(max_retries=0),
+    )
     await forward("client", REQUEST)
     clock.advance(5.0)
     upstream.gate = asyncio.Event()
@@ -226,9 +246,13 @@ async def test_timed_out_trial_reopens_the_breaker(
     make_forward: MakeForward, clock: FakeClock
 ) -> None:
     forward, _, _ = make_forward(
-        UpstreamUnavailable("down"), UpstreamTimeout("slow"), default=200, threshold=1,
-        recovery=5.0, retry=RetryPolicy(max_retries=0),
-    )  # fmt: skip
+        UpstreamUnavailable("down"),
+        UpstreamTimeout("slow"),
+        default=200,
+        threshold=1,
+        recovery=5.0,
+        retry=RetryPolicy(max_retries=0),
+    )
     await forward("client", REQUEST)
     clock.advance(5.0)
     result = await forward("client", REQUEST)

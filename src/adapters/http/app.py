@@ -167,17 +167,23 @@ def _install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         kind = kinds.get(exc.status_code, "http-error")
         return problem_response(
-            kind, exc.status_code, str(exc.detail), request_id_of(request.scope),
+            kind,
+            exc.status_code,
+            str(exc.detail),
+            request_id_of(request.scope),
             headers=dict(exc.headers or {}),
-        )  # fmt: skip
+        )
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = json.loads(json.dumps(exc.errors(), default=str))
         return problem_response(
-            "invalid-request", 422, "The request is not valid.", request_id_of(request.scope),
+            "invalid-request",
+            422,
+            "The request is not valid.",
+            request_id_of(request.scope),
             errors=errors,
-        )  # fmt: skip
+        )
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         _log.exception("unhandled error", exc_info=exc)

@@ -14,8 +14,21 @@ from collections import Counter
 from domain.breaker import BreakerState
 
 DURATION_BUCKETS_SECONDS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 UPSTREAM_OUTCOMES = ("success", "http_5xx", "timeout", "connection_error")
 
 _log = logging.getLogger("gateway.breaker")

@@ -48,17 +48,20 @@ class GatewayCollector:
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
-            "gateway_requests", "Client requests answered, by status class.",
+            "gateway_requests",
+            "Client requests answered, by status class.",
             labels=["route", "status_class"],
-        )  # fmt: skip
+        )
         duration = HistogramMetricFamily(
-            "gateway_request_duration_seconds", "Time to answer a client request.",
+            "gateway_request_duration_seconds",
+            "Time to answer a client request.",
             labels=["route"],
-        )  # fmt: skip
+        )
         attempts = CounterMetricFamily(
-            "gateway_upstream_attempts", "Calls made to the upstream, by outcome.",
+            "gateway_upstream_attempts",
+            "Calls made to the upstream, by outcome.",
             labels=["route", "outcome"],
-        )  # fmt: skip
+        )
         retries = CounterMetricFamily(
             "gateway_retries", "Retries scheduled after a transient failure.", labels=["route"]
         )
@@ -69,17 +72,20 @@ class GatewayCollector:
             "gateway_rate_limit_tracked_clients", "Clients the limiter remembers.", labels=["route"]
         )
         state = GaugeMetricFamily(
-            "gateway_circuit_breaker_state", "1 for the breaker's current state.",
+            "gateway_circuit_breaker_state",
+            "1 for the breaker's current state.",
             labels=["route", "state"],
-        )  # fmt: skip
+        )
         transitions = CounterMetricFamily(
-            "gateway_circuit_breaker_transitions", "Breaker state changes.",
+            "gateway_circuit_breaker_transitions",
+            "Breaker state changes.",
             labels=["route", "from", "to"],
-        )  # fmt: skip
+        )
         rejections = CounterMetricFamily(
-            "gateway_circuit_breaker_rejections", "Calls refused by an open breaker.",
+            "gateway_circuit_breaker_rejections",
+            "Calls refused by an open breaker.",
             labels=["route"],
-        )  # fmt: skip
+        )
         for view in self._routes:
             c = view.counters
             name = c.route

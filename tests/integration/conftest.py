@@ -1,0 +1,130 @@
+"""Helpers for integration tests: the app in process, and real processes on free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from dependency_injector import providers
+
+from adapters.backend_client.fake import FakeUpstream
+from adapters.clock.fake import FakeClock
+from gateway.containers import Container
+from gateway.settings import GatewaySettings
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class InProcessGateway:
+    client: httpx.AsyncClient
+    clock: FakeClock
+    upstream: FakeUpstream
+    container: Container
+
+
+@asynccontextmanager
+async def gateway_in_process(
+    upstream: FakeUpstream | None = None, client_host: str = "203.0.113.1", **settings: object
+) -> AsyncIterator[InProcessGateway]:
+    """The real app and wiring, with a fake clock and a scripted upstream."""
+    clock = FakeClock()
+    upstream = upstream or FakeUpstream()
+    container = Container()
+    container.settings.override(providers.Object(GatewaySettings(_env_file=None, **settings)))  # type: ignore[arg-type]
+    container.clock.override(providers.Object(clock))
+    container.upstream.override(providers.Object(upstream))
+    app = container.app()
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=(client_host, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield InProcessGateway(client, clock, upstream, container)
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+@contextmanager
+def service(
+    command: str, env: dict[str, str], log_dir: Path, port: int | None = None
+) -> Iterator[Service]:
+    """Start one console script on a free port; stop it with SIGTERM afterwards."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = log_dir / f"{command}-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(BIN / command), "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        wait_healthy(url, process)
+        yield Service(url, process, log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+StartPair = Callable[..., "contextmanager[tuple[Service, Service]]"]
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Callable[..., object]:
+    """Start the flaky backend and the gateway in front of it as real processes."""
+
+    @contextmanager
+    def start(
+        backend_env: dict[str, str] | None = None, **gateway_env: str
+    ) -> Iterator[tuple[Service, Service]]:
+        backend_settings = {"FLAKY_FAILURE_RATE": "0", "FLAKY_SLOW_RATE": "0"}
+        backend_settings.update(backend_env or {})
+        with service("flaky-backend", backend_settings, tmp_path) as backend:
+            env = {"BACKEND_URL": backend.url, **gateway_env}
+            with service("resilient-gateway", env, tmp_path) as gateway:
+                yield gateway, backend
+
+    return start
