@@ -177,3 +177,14 @@ async def test_openapi_schema_lists_the_proxy_route() -> None:
         schema = (await gw.client.get("/openapi.json")).json()
     responses = schema["paths"]["/api/v1/data"]["get"]["responses"]
     assert {"200", "429", "503"} <= set(responses)
+
+
+@pytest.mark.parametrize(
+    "forwarded_for",
+    ["", "garbage", ",,,,", "1.2.3.4, , ,", "999.999.1.1", "[::1", "\t", "x" * 8000,
+     ", ".join(["10.0.0.1"] * 2000)],
+)  # fmt: skip
+async def test_malformed_forwarded_for_never_causes_a_500(forwarded_for: str) -> None:
+    async with gateway_in_process(client_host="10.0.0.5", trusted_proxies="10.0.0.0/8") as gw:
+        answer = await gw.client.get("/api/v1/data", headers={"X-Forwarded-For": forwarded_for})
+    assert answer.status_code == 200
