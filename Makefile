@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GATEWAY_PORT ?= 8000
 BACKEND_PORT ?= 8001
 
-.PHONY: install run test unit integration lint format bench clean
+.PHONY: install run test unit integration lint deploy-check verify-native format bench clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The deployment files, checked without a Docker engine: compose against the Compose
+# Specification's schema, Dockerfile with hadolint, the shell scripts with shellcheck.
+deploy-check: install
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(BIN)/hadolint --failure-threshold error Dockerfile
+	$(BIN)/shellcheck verify.sh .ci/run
+
+# Start the compose services natively (same commands and environment) and run ./verify.sh.
+verify-native: install
+	$(BIN)/python deploy/run_native.py
 
 format: install
 	$(BIN)/ruff format .

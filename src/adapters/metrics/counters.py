@@ -67,8 +67,7 @@ class RouteCounters:
     def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:
         self.breaker_transitions[previous.value, current.value] += 1
         _log.warning(
-            "circuit breaker transition",
-            extra={"route": self.route, "from": previous.value, "to": current.value},
+            "circuit breaker of route %s: %s -> %s", self.route, previous.value, current.value
         )
 
     def request_completed(self, status: int, duration_seconds: float) -> None:
