@@ -7,6 +7,7 @@ import json
 import random
 from dataclasses import asdict, dataclass
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,6 +63,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     state = {"chaos": startup.model_copy()}
     stats = Stats()
     rng = random.Random(settings.seed)
+    log = structlog.get_logger("flaky_backend")
 
     @app.get("/flaky-data")
     async def flaky_data(request: Request) -> Response:
@@ -79,14 +81,27 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
             failing = True
         if failing:
             stats.failures += 1
+            log.info(
+                "flaky_data",
+                request_id=stats.last_request_id,
+                status=chaos.failure_status,
+                outcome="injected_failure",
+            )
             body = {"error": "injected failure", "request": number}
             return Response(
                 json.dumps(body), status_code=chaos.failure_status, media_type="application/json"
             )
-        if chaos.slow_rate and rng.random() < chaos.slow_rate:
+        slow = bool(chaos.slow_rate) and rng.random() < chaos.slow_rate
+        if slow:
             stats.slow += 1
             await asyncio.sleep(chaos.slow_seconds)
         stats.ok += 1
+        log.info(
+            "flaky_data",
+            request_id=stats.last_request_id,
+            status=200,
+            outcome="slow" if slow else "ok",
+        )
         body = {"data": {"message": "hello from the flaky backend", "request": number}}
         return Response(json.dumps(body), media_type="application/json")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import uvicorn
 from pydantic import ValidationError
 
+from adapters.observability import configure_logging
 from flaky_backend.app import create_app
 from flaky_backend.settings import BackendSettings
 
@@ -27,8 +29,15 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2) from None
+    # The backend shares the gateway's log setup (LOG_LEVEL, LOG_FORMAT), so both read alike.
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "json"))
     uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, access_log=False, server_header=False
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        server_header=False,
+        log_config=None,
     )
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import uvicorn
 from dependency_injector import providers
 from pydantic import ValidationError
 
+from adapters.observability import configure_logging
 from gateway.containers import Container
 from gateway.settings import GatewaySettings, describe_error
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"resilient-gateway: {describe_error(error)}", file=sys.stderr)
         raise SystemExit(2) from None
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     container = Container()
     container.settings.override(providers.Object(settings))
     uvicorn.run(
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         proxy_headers=False,
         server_header=False,
         access_log=False,
+        log_config=None,
         timeout_graceful_shutdown=int(settings.request_timeout_seconds) + 1,
     )
 

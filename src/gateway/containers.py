@@ -16,7 +16,8 @@ from adapters.backend_client.aiohttp_upstream import AiohttpUpstream
 from adapters.clock.system import SystemClock
 from adapters.http.app import ProxiedRoute, create_app
 from adapters.http.client_identity import ClientIdentity
-from adapters.metrics.counters import RouteCounters
+from adapters.metrics.counters import HttpMetrics, RouteCounters
+from adapters.observability import BreakerTransitionReporter, get_logger
 from application.forward import ForwardRequest
 from application.route import Route
 from domain.breaker import BreakerPolicy, CircuitBreaker
@@ -49,6 +50,8 @@ class Container(containers.DeclarativeContainer):
         pool_size=settings.provided.upstream_pool_size,
     )
 
+    http_metrics = providers.Singleton(HttpMetrics)
+    request_logger = providers.Singleton(get_logger, "gateway.request")
     counters = providers.Singleton(RouteCounters, route=DEFAULT_ROUTE_NAME)
     breaker = providers.Singleton(
         CircuitBreaker,
@@ -59,7 +62,7 @@ class Container(containers.DeclarativeContainer):
             half_open_max_calls=settings.provided.half_open_max_calls,
         ),
         clock=clock,
-        on_transition=counters.provided.breaker_transitioned,
+        on_transition=providers.Singleton(BreakerTransitionReporter, counters=counters),
     )
     limiter = providers.Singleton(build_limiter, settings=settings, clock=clock)
     retry_policy = providers.Singleton(
@@ -95,6 +98,8 @@ class Container(containers.DeclarativeContainer):
         ),
         identity=identity,
         clock=clock,
+        http_metrics=http_metrics,
+        logger=request_logger,
         on_startup=providers.List(upstream.provided.start),
         on_shutdown=providers.List(upstream.provided.aclose),
     )

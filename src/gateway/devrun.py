@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     backend_url = f"http://{args.host}:{args.backend_port}"
-    gateway_env = {**os.environ, "BACKEND_URL": os.environ.get("BACKEND_URL", backend_url)}
+    gateway_env = {
+        "LOG_FORMAT": "console",
+        **os.environ,
+        "BACKEND_URL": os.environ.get("BACKEND_URL", backend_url),
+    }
     backend = subprocess.Popen(
         [str(BIN / "flaky-backend"), "--host", args.host, "--port", str(args.backend_port)]
     )

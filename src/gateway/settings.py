@@ -7,7 +7,7 @@ fields (``tests/unit/test_settings.py`` checks that they agree).
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -56,6 +56,22 @@ class GatewaySettings(BaseSettings):
     """Length of the sliding window."""
     trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
     """CIDRs of proxies whose ``X-Forwarded-For`` is believed (comma-separated; empty: none)."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Least severe log level written; ``INFO`` logs one line per request."""
+    log_format: Literal["json", "console"] = "json"
+    """``json``: one JSON object per line; ``console``: aligned text for humans."""
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _normalise_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (
+                value.upper()
+                if value.lower() in ("debug", "info", "warning", "error")
+                else value.lower()
+            )
+        return value
 
     @field_validator("backend_url")
     @classmethod

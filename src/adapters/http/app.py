@@ -7,7 +7,6 @@ in this module constructs an adapter or reads settings.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,41 +18,30 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from adapters.http.client_identity import ClientIdentity
-from adapters.http.problems import PROBLEM_TYPE, problem_response
+from adapters.http.context import RequestContextMiddleware, request_id_of
+from adapters.http.openapi import (
+    PROBLEM_SCHEMA,
+    gateway_error_responses,
+    metrics_responses,
+    proxy_route_responses,
+)
+from adapters.http.problems import problem_response
 from adapters.http.proxy import make_proxy_endpoint
-from adapters.http.request_id import RequestIdMiddleware, request_id_of
-from adapters.metrics.counters import RouteCounters
+from adapters.metrics.counters import HttpMetrics, RouteCounters
 from adapters.metrics.prometheus import RouteView, exposition, new_registry
 from application.forward import ForwardRequest
 from domain.breaker import BreakerState
 from domain.ports import Clock
-
-_log = logging.getLogger("gateway.http")
 
 Hook = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class ProxiedRoute:
-    """A route's use case with the counters its endpoint reports to."""
+    """A route's use case with the counters its policies report to."""
 
     forward: ForwardRequest
     counters: RouteCounters
-
-
-def _problem_schema(status: int, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
-
-
-def _route_responses() -> dict[int | str, dict[str, Any]]:
-    return {
-        200: {"description": "The upstream's answer, passed through."},
-        429: _problem_schema(429, "Over the client's rate limit; see Retry-After."),
-        503: _problem_schema(503, "Circuit open, or every attempt upstream failed."),
-    }
 
 
 def create_app(
@@ -61,6 +49,8 @@ def create_app(
     routes: Sequence[ProxiedRoute],
     identity: ClientIdentity,
     clock: Clock,
+    http_metrics: HttpMetrics,
+    logger: Any,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
 ) -> FastAPI:
@@ -76,19 +66,24 @@ def create_app(
             for hook in on_shutdown:
                 await hook()
 
-    app = FastAPI(title="Resilient API gateway", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Resilient API gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses=gateway_error_responses(),
+    )
     views = [route_view(proxied) for proxied in routes]
-    registry = new_registry(views)
+    registry = new_registry(views, http_metrics)
 
     for proxied in routes:
         route = proxied.forward.route
         app.add_api_route(
             route.path,
-            make_proxy_endpoint(proxied.forward, identity, proxied.counters, clock),
+            make_proxy_endpoint(proxied.forward, identity),
             methods=list(route.methods),
             name=route.name,
             summary=f"Proxy to the upstream's {route.upstream_path}",
-            responses=_route_responses(),
+            responses=proxy_route_responses(),
             response_class=Response,
         )
 
@@ -96,17 +91,56 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", summary="Counters as JSON, or Prometheus text when asked for")
+    @app.get(
+        "/metrics",
+        summary="Counters as JSON, or Prometheus text when asked for",
+        response_class=Response,
+        responses=metrics_responses(),
+    )
     async def metrics(request: Request) -> Response:
-        accept = request.headers.get("accept", "")
-        if "application/openmetrics-text" in accept or "text/plain" in accept:
-            body, media_type = exposition(registry, "application/openmetrics-text" in accept)
-            return Response(body, media_type=media_type)
-        return JSONResponse(json_metrics(views, routes))
+        wanted = preferred_metrics_format(request.headers.get("accept", ""))
+        if wanted == "json":
+            return JSONResponse(json_metrics(views, routes, http_metrics))
+        body, media_type = exposition(registry, openmetrics=wanted == "openmetrics")
+        return Response(body, media_type=media_type)
 
     _install_problem_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    _add_problem_schema(app)
+    app.add_middleware(
+        RequestContextMiddleware, clock=clock, http_metrics=http_metrics, logger=logger
+    )
     return app
+
+
+_MEDIA_FORMATS = {
+    "application/json": "json",
+    "text/plain": "prometheus",
+    "application/openmetrics-text": "openmetrics",
+}
+
+
+def preferred_metrics_format(accept: str) -> str:
+    """``json``, ``prometheus`` or ``openmetrics``: the Accept header's highest-q choice.
+
+    Wildcards and an empty header mean JSON (what ``curl`` and browsers get); ties keep the
+    order the client listed them in.
+    """
+    best, best_q = "json", 0.0
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        chosen = _MEDIA_FORMATS.get(media.lower())
+        if chosen is not None and q > best_q:
+            best, best_q = chosen, q
+        elif media in ("*/*", "application/*") and q > best_q:
+            best, best_q = "json", q
+    return best
 
 
 def route_view(proxied: ProxiedRoute) -> RouteView:
@@ -123,13 +157,16 @@ def route_view(proxied: ProxiedRoute) -> RouteView:
     return RouteView(proxied.counters, breaker_state, tracked_clients)
 
 
-def json_metrics(views: Sequence[RouteView], routes: Sequence[ProxiedRoute]) -> dict[str, Any]:
+def json_metrics(
+    views: Sequence[RouteView], routes: Sequence[ProxiedRoute], http_metrics: HttpMetrics
+) -> dict[str, Any]:
     """The JSON form: the seed's four keys first, for the first (default) route."""
     view, proxied = views[0], routes[0]
     route = proxied.forward.route
     c = view.counters
     limiter = route.limiter
     policy = route.breaker.policy
+    requests = http_metrics.stats(route.name).by_status_class
     return {
         "circuit_breaker_state": view.breaker_state().value,
         "total_retries": c.retries,
@@ -141,9 +178,7 @@ def json_metrics(views: Sequence[RouteView], routes: Sequence[ProxiedRoute]) -> 
             f"{a}->{b}": n for (a, b), n in c.breaker_transitions.items()
         },
         "upstream_attempts": dict(c.upstream_attempts),
-        "requests_by_status_class": {
-            f"{i}xx": n for i, n in enumerate(c.requests_by_status_class) if i
-        },
+        "requests_by_status_class": {f"{i}xx": n for i, n in enumerate(requests) if i},
         "rate_limit_tracked_clients": view.tracked_clients(),
         "settings": {
             "rate_limit_enabled": limiter is not None,
@@ -160,7 +195,6 @@ def json_metrics(views: Sequence[RouteView], routes: Sequence[ProxiedRoute]) -> 
 
 
 def _install_problem_handlers(app: FastAPI) -> None:
-    app.openapi_schema = None
     kinds = {404: "not-found", 405: "method-not-allowed"}
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -186,7 +220,6 @@ def _install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def internal_error(request: Request, exc: Exception) -> Response:
-        _log.exception("unhandled error", exc_info=exc)
         return problem_response(
             "internal-error", 500, "The gateway failed unexpectedly.", request_id_of(request.scope)
         )
@@ -194,7 +227,6 @@ def _install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, internal_error)
-    _add_problem_schema(app)
 
 
 def _add_problem_schema(app: FastAPI) -> None:
@@ -203,17 +235,9 @@ def _add_problem_schema(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = original()
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
-                "type": "object",
-                "required": ["type", "title", "status"],
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "instance": {"type": "string"},
-                },
-            }
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                PROBLEM_SCHEMA
+            )
             app.openapi_schema = schema
         return app.openapi_schema
 

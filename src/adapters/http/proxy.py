@@ -14,9 +14,8 @@ from starlette.responses import Response
 
 from adapters.backend_client.aiohttp_upstream import HOP_BY_HOP
 from adapters.http.client_identity import ClientIdentity
+from adapters.http.context import context_of, request_id_of
 from adapters.http.problems import problem_response, retry_after_header
-from adapters.http.request_id import request_id_of
-from adapters.metrics.counters import RouteCounters
 from application.forward import (
     CircuitOpen,
     Forwarded,
@@ -25,7 +24,7 @@ from application.forward import (
     RateLimited,
     UpstreamFailed,
 )
-from domain.ports import Clock, UpstreamRequest
+from domain.ports import UpstreamRequest
 from domain.rate_limit import RateLimitDecision
 
 _NOT_FORWARDED = HOP_BY_HOP | {"x-request-id", "x-forwarded-for"}
@@ -47,14 +46,17 @@ def rate_limit_headers(
 
 
 def make_proxy_endpoint(
-    forward: ForwardRequest, identity: ClientIdentity, counters: RouteCounters, clock: Clock
+    forward: ForwardRequest, identity: ClientIdentity
 ) -> Callable[[Request], Awaitable[Response]]:
-    """An endpoint that forwards to ``forward.route`` and counts what it answered."""
+    """An endpoint that forwards to ``forward.route``.
+
+    What the request log line needs (route, client, attempts, breaker state, the limiter's
+    decision) is left in the request's context for ``RequestContextMiddleware``.
+    """
     route = forward.route
     window = route.limiter.policy.window_seconds if route.limiter is not None else 0.0
 
     async def proxy(request: Request) -> Response:
-        started = clock.now()
         scope = request.scope
         request_id = request_id_of(scope)
         peer = scope.get("client")
@@ -81,9 +83,14 @@ def make_proxy_endpoint(
             await request.body(),
         )
         result = await forward(client_id, upstream_request)
-        response = to_response(result, request_id, route.name, window)
-        counters.request_completed(response.status_code, clock.now() - started)
-        return response
+        state = context_of(scope)
+        state["route"] = route.name
+        state["client"] = client_id
+        state["attempts"] = getattr(result, "attempts", 0)
+        state["breaker_state"] = route.breaker.state.value
+        if result.rate_limit is not None:
+            state["rate_limit"] = "allowed" if result.rate_limit.allowed else "blocked"
+        return to_response(result, request_id, route.name, window)
 
     return proxy
 

@@ -1,4 +1,4 @@
-"""Counters of one route, kept as plain integers on the hot path.
+"""Counters of routes and requests, kept as plain integers on the hot path.
 
 ``RouteCounters`` implements the application's ``RouteMetrics`` port. Both the JSON snapshot
 and the Prometheus exposition (``adapters.metrics.prometheus``) read these same fields, so the
@@ -7,7 +7,6 @@ two forms cannot disagree.
 
 from __future__ import annotations
 
-import logging
 from bisect import bisect_left
 from collections import Counter
 
@@ -31,8 +30,6 @@ DURATION_BUCKETS_SECONDS = (
 )
 UPSTREAM_OUTCOMES = ("success", "http_5xx", "timeout", "connection_error")
 
-_log = logging.getLogger("gateway.breaker")
-
 
 class RouteCounters:
     """Everything counted about one route since start."""
@@ -45,9 +42,6 @@ class RouteCounters:
         self.retries = 0
         self.upstream_attempts = dict.fromkeys(UPSTREAM_OUTCOMES, 0)
         self.breaker_transitions: Counter[tuple[str, str]] = Counter()
-        self.requests_by_status_class = [0] * 6
-        self.duration_bucket_counts = [0] * (len(DURATION_BUCKETS_SECONDS) + 1)
-        self.duration_sum_seconds = 0.0
 
     def rate_limit_decided(self, allowed: bool) -> None:
         if allowed:
@@ -66,12 +60,33 @@ class RouteCounters:
 
     def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:
         self.breaker_transitions[previous.value, current.value] += 1
-        _log.warning(
-            "circuit breaker of route %s: %s -> %s", self.route, previous.value, current.value
-        )
 
-    def request_completed(self, status: int, duration_seconds: float) -> None:
-        """One client request answered with ``status`` after ``duration_seconds``."""
-        self.requests_by_status_class[min(status // 100, 5)] += 1
+
+class RequestStats:
+    """Client requests answered under one route label: counts by status class, durations."""
+
+    def __init__(self) -> None:
+        self.by_status_class = [0] * 6
+        self.duration_bucket_counts = [0] * (len(DURATION_BUCKETS_SECONDS) + 1)
+        self.duration_sum_seconds = 0.0
+
+    def record(self, status: int, duration_seconds: float) -> None:
+        self.by_status_class[min(status // 100, 5)] += 1
         self.duration_bucket_counts[bisect_left(DURATION_BUCKETS_SECONDS, duration_seconds)] += 1
         self.duration_sum_seconds += duration_seconds
+
+
+class HttpMetrics:
+    """Every client request, by route label (a proxy route's name, or the matched path)."""
+
+    def __init__(self) -> None:
+        self.by_route: dict[str, RequestStats] = {}
+
+    def request_completed(self, route: str, status: int, duration_seconds: float) -> None:
+        stats = self.by_route.get(route)
+        if stats is None:
+            stats = self.by_route[route] = RequestStats()
+        stats.record(status, duration_seconds)
+
+    def stats(self, route: str) -> RequestStats:
+        return self.by_route.get(route) or RequestStats()

@@ -20,7 +20,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from adapters.metrics.counters import DURATION_BUCKETS_SECONDS, RouteCounters
+from adapters.metrics.counters import DURATION_BUCKETS_SECONDS, HttpMetrics, RouteCounters
 from domain.breaker import BreakerState
 
 PROMETHEUS_TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -43,8 +43,9 @@ class RouteView:
 class GatewayCollector:
     """Yields every gateway metric family from the route views."""
 
-    def __init__(self, routes: Sequence[RouteView]) -> None:
+    def __init__(self, routes: Sequence[RouteView], http: HttpMetrics) -> None:
         self._routes = routes
+        self._http = http
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -86,19 +87,20 @@ class GatewayCollector:
             "Calls refused by an open breaker.",
             labels=["route"],
         )
-        for view in self._routes:
-            c = view.counters
-            name = c.route
-            for status_class, count in enumerate(c.requests_by_status_class):
+        for name, stats in sorted(self._http.by_route.items()):
+            for status_class, count in enumerate(stats.by_status_class):
                 if status_class:
                     requests.add_metric([name, f"{status_class}xx"], count)
-            cumulative = list(accumulate(c.duration_bucket_counts))
+            cumulative = list(accumulate(stats.duration_bucket_counts))
             buckets = [
-                (_bound(bound), count)
+                (repr(float(bound)), count)
                 for bound, count in zip(DURATION_BUCKETS_SECONDS, cumulative, strict=False)
             ]
             buckets.append(("+Inf", cumulative[-1]))
-            duration.add_metric([name], buckets, c.duration_sum_seconds)
+            duration.add_metric([name], buckets, stats.duration_sum_seconds)
+        for view in self._routes:
+            c = view.counters
+            name = c.route
             for outcome, count in c.upstream_attempts.items():
                 attempts.add_metric([name, outcome], count)
             retries.add_metric([name], c.retries)
@@ -115,13 +117,9 @@ class GatewayCollector:
         yield from (transitions, rejections)
 
 
-def _bound(bound: float) -> str:
-    return repr(float(bound))
-
-
-def new_registry(routes: Sequence[RouteView]) -> CollectorRegistry:
+def new_registry(routes: Sequence[RouteView], http: HttpMetrics) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(GatewayCollector(routes))
+    registry.register(GatewayCollector(routes, http))
     return registry
 
 

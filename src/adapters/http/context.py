@@ -1,0 +1,113 @@
+"""Pure ASGI middleware around every request: its id, its log line and its metrics.
+
+- ``X-Request-ID``: a well-formed id sent by the client (1 to 128 of ``A-Za-z0-9._~:/+=-``) is
+  kept so a request can be followed across systems; anything else is replaced by a new one. It is
+  put in the request's context (``context_of(scope)``) and on the response.
+- One structured log line per request, with what the endpoint left in its context (the proxy
+  endpoint adds route, client, attempts, breaker state and the limiter's decision). The context
+  is a fresh dict under its own scope key: ``scope["state"]`` is the lifespan state, which
+  servers may share between requests.
+- Counts by route label and status class, and the duration histogram, in ``HttpMetrics``.
+
+A response that never started (the client hung up) is logged and counted as 499, nginx's code
+for it; an exception that escaped everything as 500.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from adapters.metrics.counters import HttpMetrics
+from domain.ports import Clock
+
+_WELL_FORMED = re.compile(rb"[A-Za-z0-9._~:/+=-]{1,128}")
+_HEADER = b"x-request-id"
+_CONTEXT_KEY = "resilient_gateway.context"
+CLIENT_CLOSED_REQUEST = 499
+
+
+def context_of(scope: Scope) -> dict[str, Any]:
+    """This request's context: its id, and what the endpoint reports for the log line."""
+    context = scope.get(_CONTEXT_KEY)
+    if context is None:
+        context = scope[_CONTEXT_KEY] = {}
+    return context
+
+
+def request_id_of(scope: Scope) -> str:
+    """The id the middleware gave this request."""
+    request_id = context_of(scope).get("request_id")
+    return request_id if isinstance(request_id, str) else ""
+
+
+def route_label(scope: Scope, state: dict[str, Any]) -> str:
+    """A bounded label: the proxy route's name, the matched path template, or ``unmatched``."""
+    name = state.get("route")
+    if isinstance(name, str):
+        return name
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, clock: Clock, http_metrics: HttpMetrics, logger: Any):
+        self._app = app
+        self._clock = clock
+        self._metrics = http_metrics
+        self._log = logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = self._clock.now()
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                if _WELL_FORMED.fullmatch(value):
+                    request_id = value.decode("ascii")
+                break
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        state: dict[str, Any] = {"request_id": request_id}
+        scope[_CONTEXT_KEY] = state
+        encoded = request_id.encode("ascii")
+        status = CLIENT_CLOSED_REQUEST
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != _HEADER]
+                headers.append((_HEADER, encoded))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_id)
+        except Exception:
+            status = 500
+            raise
+        finally:
+            duration = self._clock.now() - started
+            label = route_label(scope, state)
+            self._metrics.request_completed(label, status, duration)
+            client = scope.get("client")
+            self._log.info(
+                "request",
+                request_id=request_id,
+                client=state.get("client") or (client[0] if client else None),
+                method=scope["method"],
+                path=scope["path"],
+                route=label,
+                status=status,
+                duration_ms=round(duration * 1000, 3),
+                attempts=state.get("attempts"),
+                breaker_state=state.get("breaker_state"),
+                rate_limit=state.get("rate_limit"),
+            )

@@ -1,0 +1,78 @@
+"""Structured logs with structlog: one processor chain, JSON by default, console for humans.
+
+``configure_logging`` also routes the standard library's records (uvicorn's, aiohttp's) through
+the same chain, so everything the process prints is in one format. ``BreakerTransitionReporter``
+is what a breaker calls on each transition: it counts it and logs it as its own event.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from adapters.metrics.counters import RouteCounters
+from domain.breaker import BreakerState
+
+LOG_FORMATS = ("json", "console")
+
+
+def _renderer(log_format: str) -> Any:
+    if log_format == "console":
+        return structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+    return structlog.processors.JSONRenderer()
+
+
+def configure_logging(level: str = "INFO", log_format: str = "json") -> None:
+    """Set up structlog and the stdlib root logger to write ``log_format`` lines to stdout."""
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, _renderer(log_format)],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _renderer(log_format),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
+
+
+class BreakerTransitionReporter:
+    """Counts and logs each transition of one route's breaker."""
+
+    def __init__(self, counters: RouteCounters) -> None:
+        self._counters = counters
+        self._log = get_logger("gateway.breaker")
+
+    def __call__(self, previous: BreakerState, current: BreakerState) -> None:
+        self._counters.breaker_transitioned(previous, current)
+        self._log.warning(
+            "breaker_transition",
+            route=self._counters.route,
+            from_state=previous.value,
+            to_state=current.value,
+        )
