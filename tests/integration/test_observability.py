@@ -151,9 +151,14 @@ async def test_breaker_transitions_are_logged_as_events() -> None:
             await gw.client.get("/api/v1/data")
     transitions = [entry for entry in logs if entry["event"] == "breaker_transition"]
     assert transitions == [
-        {"event": "breaker_transition", "route": "default", "from_state": "CLOSED",
-         "to_state": "OPEN", "log_level": "warning"}
-    ]  # fmt: skip
+        {
+            "event": "breaker_transition",
+            "route": "default",
+            "from_state": "CLOSED",
+            "to_state": "OPEN",
+            "log_level": "warning",
+        }
+    ]
 
 
 async def test_rate_limit_headers_on_allowed_and_blocked_answers() -> None:
@@ -180,8 +185,10 @@ async def test_rate_limit_headers_also_on_gateway_503() -> None:
     assert answer.headers["ratelimit-remaining"] == "99"
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/health"), ("GET", "/metrics"),
-                                              ("GET", "/nope"), ("PUT", "/api/v1/data")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/health"), ("GET", "/metrics"), ("GET", "/nope"), ("PUT", "/api/v1/data")],
+)
 async def test_every_response_carries_a_request_id(method: str, path: str) -> None:
     async with gateway_in_process() as gw:
         answer = await gw.client.request(method, path)
