@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -94,3 +95,27 @@ def test_slow_backend_times_out_per_attempt(pair: Callable[..., Any]) -> None:
     assert answer.json()["reason"] == "timeout"
     assert answer.json()["attempts"] == 2
     assert elapsed < 1.0
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def test_one_request_id_is_followed_through_both_services_logs(pair: Callable[..., Any]) -> None:
+    with pair(**FAST_RETRIES) as (gateway, backend):
+        httpx.put(f"{backend.url}/chaos", json={"fail_next": 1})
+        answer = httpx.get(f"{gateway.url}/api/v1/data", headers={"X-Request-ID": "follow-me-42"})
+        httpx.get(f"{gateway.url}/api/v1/data")
+        gateway_log, backend_log = gateway.log(), backend.log()
+    assert answer.headers["x-request-id"] == "follow-me-42"
+    at_gateway = [e for e in _json_lines(gateway_log) if e.get("request_id") == "follow-me-42"]
+    at_backend = [e for e in _json_lines(backend_log) if e.get("request_id") == "follow-me-42"]
+    assert [(e["event"], e["status"], e["attempts"]) for e in at_gateway] == [("request", 200, 2)]
+    assert [(e["event"], e["status"]) for e in at_backend] == [
+        ("flaky_data", 503),
+        ("flaky_data", 200),
+    ]
