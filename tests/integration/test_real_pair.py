@@ -98,11 +98,7 @@ def test_slow_backend_times_out_per_attempt(pair: Callable[..., Any]) -> None:
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            lines.append(json.loads(line))
-    return lines
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def test_one_request_id_is_followed_through_both_services_logs(pair: Callable[..., Any]) -> None:
