@@ -44,6 +44,13 @@ deploy-check: install
 verify-native: install
 	$(BIN)/python deploy/run_native.py
 
+# Measurements, not tests: the gateway's in-process cost with and without request logs, and
+# the CPU per request of the candidate upstream clients (see bench/README.md).
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/hot_path.py
+	$(BIN)/python bench/upstream_clients.py
+
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
