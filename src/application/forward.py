@@ -1,12 +1,16 @@
 """The use case: forward one client request through limiter -> breaker -> retries -> upstream.
 
-It returns a result value (``Forwarded``, ``RateLimited``, ``CircuitOpen`` or
+It returns a result value (``Forwarded``, ``RateLimited``, ``CircuitOpen``, ``Saturated`` or
 ``UpstreamFailed``); turning those into HTTP is the HTTP adapter's job.
 
-The retry loop asks the breaker before every attempt, so it stops the moment the breaker opens.
-Each request has a deadline: an attempt gets at most the time left, and no backoff sleep starts
-that would end at or after the deadline. The breaker hears about every admitted attempt in a
-``finally``, so a cancelled HALF_OPEN trial still frees its permit.
+Before every attempt the loop asks the breaker (so it stops the moment the breaker opens) and the
+bulkhead (so no more than its limit are in flight upstream). Each request has a deadline: an
+attempt gets at most the time left and never starts with less than ``min_attempt_seconds``, and
+no backoff sleep starts that would leave less than that. A retry also needs room in the retry
+budget; without it the request ends with the upstream's last answer. A retryable answer carrying
+``Retry-After`` makes the next wait at least that long; when that wait does not fit before the
+deadline, retrying stops and the ``Retry-After`` is passed on. The breaker and the bulkhead hear
+about every admitted attempt in a ``finally``, so a cancelled call still frees its permit.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from domain.breaker import BreakerState, CallOutcome
 from domain.errors import UpstreamError
 from domain.ports import Clock, Sleeper, UpstreamRequest, UpstreamResponse
 from domain.rate_limit import RateLimitDecision
+from domain.retry import Jitter, RandomSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,14 @@ class CircuitOpen:
 
 
 @dataclass(frozen=True, slots=True)
+class Saturated:
+    """The upstream already had the bulkhead's maximum of calls in flight; nothing was sent."""
+
+    in_flight_limit: int
+    rate_limit: RateLimitDecision | None
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamFailed:
     """Every attempt the gateway was willing to make failed."""
 
@@ -54,23 +67,34 @@ class UpstreamFailed:
     """``timeout``, ``connection_error`` or ``http_<status>``: how the last attempt failed."""
     attempts: int
     stopped_by: str
-    """Why no further attempt: ``retries_exhausted``, ``deadline`` or ``circuit_open``."""
+    """Why no further attempt: ``retries_exhausted``, ``deadline``, ``circuit_open``,
+    ``retry_budget``, ``bulkhead`` or ``upstream_retry_after``."""
     breaker_state: BreakerState
     retry_after_seconds: float | None
     rate_limit: RateLimitDecision | None
 
 
-ForwardResult = Forwarded | RateLimited | CircuitOpen | UpstreamFailed
+ForwardResult = Forwarded | RateLimited | CircuitOpen | Saturated | UpstreamFailed
 
 
 class ForwardRequest:
     """Runs client requests for one route."""
 
-    def __init__(self, route: Route, clock: Clock, sleeper: Sleeper, metrics: RouteMetrics):
+    def __init__(
+        self,
+        route: Route,
+        clock: Clock,
+        sleeper: Sleeper,
+        metrics: RouteMetrics,
+        rng: RandomSource | None = None,
+    ) -> None:
+        if rng is None and route.retry_policy.jitter is not Jitter.NONE:
+            raise ValueError("a jittered retry policy needs a random source")
         self._route = route
         self._clock = clock
         self._sleeper = sleeper
         self._metrics = metrics
+        self._rng = rng
 
     @property
     def route(self) -> Route:
@@ -87,14 +111,17 @@ class ForwardRequest:
                 return RateLimited(rate_limit)
 
         breaker = route.breaker
+        bulkhead = route.bulkhead
+        budget = route.retry_budget
         policy = route.retry_policy
         clock = self._clock
         deadline = clock.now() + route.request_timeout_seconds
         attempts = 0
         reason = ""
+        delay = 0.0
         while True:
             time_left = deadline - clock.now()
-            if time_left <= 0:
+            if attempts and time_left < route.min_attempt_seconds:
                 return self._failed(reason, attempts, "deadline", rate_limit)
             permit = breaker.allow_request()
             if not permit.allowed:
@@ -102,6 +129,14 @@ class ForwardRequest:
                 if attempts == 0:
                     return CircuitOpen(permit.state, permit.retry_after_seconds, rate_limit)
                 return self._failed(reason, attempts, "circuit_open", rate_limit)
+            if bulkhead is not None and not bulkhead.try_acquire():
+                breaker.record(permit, CallOutcome.ABANDONED)
+                metrics.bulkhead_rejected()
+                if attempts == 0:
+                    return Saturated(bulkhead.limit, rate_limit)
+                return self._failed(reason, attempts, "bulkhead", rate_limit)
+            if attempts == 0 and budget is not None:
+                budget.record_request()
             attempts += 1
             outcome = CallOutcome.ABANDONED
             response: UpstreamResponse | None = None
@@ -120,11 +155,15 @@ class ForwardRequest:
                     outcome = CallOutcome.SUCCESS
             finally:
                 breaker.record(permit, outcome)
+                if bulkhead is not None:
+                    bulkhead.release()
 
+            upstream_wait = None
             if response is not None:
                 metrics.upstream_attempted("http_5xx" if response.status >= 500 else "success")
                 if not policy.retries_status(response.status):
                     return Forwarded(response, attempts, rate_limit)
+                upstream_wait = response.retry_after_seconds
             else:
                 metrics.upstream_attempted(reason)
 
@@ -133,16 +172,36 @@ class ForwardRequest:
             if breaker.state is BreakerState.OPEN:
                 metrics.circuit_rejected()
                 return self._failed(reason, attempts, "circuit_open", rate_limit)
-            delay = policy.next_delay(attempts)
-            if clock.now() + delay >= deadline:
+            if self._rng is None:
+                delay = policy.next_delay(attempts)
+            else:
+                delay = policy.jittered_delay(attempts, delay, self._rng)
+            if upstream_wait is not None and upstream_wait > delay:
+                delay = upstream_wait
+            if clock.now() + delay + route.min_attempt_seconds > deadline:
+                if upstream_wait is not None and upstream_wait >= delay:
+                    return self._failed(
+                        reason, attempts, "upstream_retry_after", rate_limit, upstream_wait
+                    )
                 return self._failed(reason, attempts, "deadline", rate_limit)
+            if budget is not None and not budget.try_spend():
+                metrics.retry_refused()
+                if response is not None:
+                    return Forwarded(response, attempts, rate_limit)
+                return self._failed(reason, attempts, "retry_budget", rate_limit)
             metrics.retry_scheduled()
             await self._sleeper.sleep(delay)
 
     def _failed(
-        self, reason: str, attempts: int, stopped_by: str, rate_limit: RateLimitDecision | None
+        self,
+        reason: str,
+        attempts: int,
+        stopped_by: str,
+        rate_limit: RateLimitDecision | None,
+        retry_after_seconds: float | None = None,
     ) -> UpstreamFailed:
         breaker = self._route.breaker
         state = breaker.state
-        retry_after = breaker.seconds_until_half_open() if state is BreakerState.OPEN else None
-        return UpstreamFailed(reason, attempts, stopped_by, state, retry_after, rate_limit)
+        if retry_after_seconds is None and state is BreakerState.OPEN:
+            retry_after_seconds = breaker.seconds_until_half_open()
+        return UpstreamFailed(reason, attempts, stopped_by, state, retry_after_seconds, rate_limit)

@@ -19,6 +19,12 @@ class RouteMetrics(Protocol):
 
     def retry_scheduled(self) -> None: ...
 
+    def retry_refused(self) -> None:
+        """A retry was not made because the retry budget was spent."""
+
+    def bulkhead_rejected(self) -> None:
+        """A call was not made because the upstream had its maximum in flight."""
+
     def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None: ...
 
 
@@ -35,6 +41,12 @@ class NullRouteMetrics:
         pass
 
     def retry_scheduled(self) -> None:
+        pass
+
+    def retry_refused(self) -> None:
+        pass
+
+    def bulkhead_rejected(self) -> None:
         pass
 
     def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.breaker import CircuitBreaker
+from domain.bulkhead import Bulkhead
 from domain.ports import UpstreamPort
 from domain.rate_limit import SlidingWindowLimiter
 from domain.retry import RetryPolicy
+from domain.retry_budget import RetryBudget
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +33,9 @@ class Route:
     attempt_timeout_seconds: float
     request_timeout_seconds: float
     methods: tuple[str, ...] = ("GET",)
+    retry_budget: RetryBudget | None = None
+    """``None``: retries are bounded by ``max_retries`` and the deadline only."""
+    bulkhead: Bulkhead | None = None
+    """``None``: no cap on calls in flight to this upstream."""
+    min_attempt_seconds: float = 0.05
+    """No attempt starts with less time than this left before the deadline."""

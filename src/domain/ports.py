@@ -42,6 +42,8 @@ class UpstreamResponse:
     status: int
     headers: Headers = ()
     body: bytes = b""
+    retry_after_seconds: float | None = None
+    """The upstream's ``Retry-After``, already turned into seconds from now by the adapter."""
 
 
 class UpstreamPort(Protocol):

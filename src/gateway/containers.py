@@ -10,6 +10,8 @@ instead of patching modules.
 
 from __future__ import annotations
 
+import random
+
 from dependency_injector import containers, providers
 
 from adapters.backend_client.aiohttp_upstream import AiohttpUpstream
@@ -21,9 +23,11 @@ from adapters.observability import BreakerTransitionReporter, get_logger
 from application.forward import ForwardRequest
 from application.route import Route
 from domain.breaker import BreakerPolicy, CircuitBreaker
+from domain.bulkhead import Bulkhead
 from domain.ports import Clock
 from domain.rate_limit import RateLimitPolicy, SlidingWindowLimiter
-from domain.retry import RetryPolicy
+from domain.retry import Jitter, RetryPolicy
+from domain.retry_budget import RetryBudget, RetryBudgetPolicy
 from gateway.settings import GatewaySettings
 
 DEFAULT_ROUTE_NAME = "default"
@@ -72,7 +76,21 @@ class Container(containers.DeclarativeContainer):
         backoff_multiplier=settings.provided.backoff_multiplier,
         max_backoff_seconds=settings.provided.max_backoff_seconds,
         retry_on_status=settings.provided.retry_on_status,
+        jitter=providers.Factory(Jitter, settings.provided.backoff_jitter),
     )
+    retry_budget = providers.Singleton(
+        RetryBudget,
+        policy=providers.Singleton(
+            RetryBudgetPolicy,
+            percent=settings.provided.retry_budget_percent,
+            min_retries_per_second=settings.provided.retry_budget_min_retries_per_second,
+        ),
+        clock=clock,
+    )
+    bulkhead = providers.Singleton(
+        Bulkhead, limit=settings.provided.max_concurrent_upstream_requests
+    )
+    rng = providers.Singleton(random.Random)
     route = providers.Singleton(
         Route,
         name=DEFAULT_ROUTE_NAME,
@@ -84,9 +102,12 @@ class Container(containers.DeclarativeContainer):
         limiter=limiter,
         attempt_timeout_seconds=settings.provided.backend_timeout_seconds,
         request_timeout_seconds=settings.provided.request_timeout_seconds,
+        retry_budget=retry_budget,
+        bulkhead=bulkhead,
+        min_attempt_seconds=settings.provided.min_attempt_seconds,
     )
     forward = providers.Singleton(
-        ForwardRequest, route=route, clock=clock, sleeper=clock, metrics=counters
+        ForwardRequest, route=route, clock=clock, sleeper=clock, metrics=counters, rng=rng
     )
     identity = providers.Singleton(
         ClientIdentity, trusted_proxies=settings.provided.trusted_proxies

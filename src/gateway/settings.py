@@ -47,6 +47,16 @@ class GatewaySettings(BaseSettings):
     """Cap on any single wait."""
     retry_on_status: Annotated[frozenset[int], NoDecode] = frozenset({503})
     """Upstream statuses that count as transient and are retried (comma-separated)."""
+    backoff_jitter: Literal["none", "full", "equal", "decorrelated"] = "none"
+    """Randomisation of each (already capped) wait: ``none`` keeps the exact schedule."""
+    retry_budget_percent: float = Field(20.0, ge=0, le=1000)
+    """Retries may add at most this share of first attempts over a sliding 10 s."""
+    retry_budget_min_retries_per_second: float = Field(10.0, ge=0, le=100_000)
+    """Floor of the retry budget, so a quiet route can still retry."""
+    max_concurrent_upstream_requests: int = Field(100, ge=1, le=100_000)
+    """Calls in flight to the upstream at most; past it the gateway answers 503 at once."""
+    min_attempt_seconds: float = Field(0.05, gt=0, le=60)
+    """No attempt starts with less time than this left before the request's deadline."""
 
     rate_limit_enabled: bool = True
     """Whether clients are rate-limited at all."""

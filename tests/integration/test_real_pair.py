@@ -30,7 +30,12 @@ def test_retries_recover_a_transient_failure(pair: Callable[..., Any]) -> None:
 
 
 def test_breaker_opens_fails_fast_and_recovers(pair: Callable[..., Any]) -> None:
-    settings = {"FAILURE_THRESHOLD": "3", "RECOVERY_TIMEOUT_SECONDS": "1", "MAX_RETRIES": "0"}
+    settings = {
+        "FAILURE_THRESHOLD": "3",
+        "RECOVERY_TIMEOUT_SECONDS": "1",
+        "BACKEND_TIMEOUT_SECONDS": "1",
+        "MAX_RETRIES": "0",
+    }
     with pair(**settings) as (gateway, backend):
         httpx.put(f"{backend.url}/chaos", json={"failure_rate": 1})
         failures = [httpx.get(f"{gateway.url}/api/v1/data") for _ in range(3)]

@@ -17,6 +17,7 @@ import asyncio
 import aiohttp
 from yarl import URL
 
+from adapters.clock.http_dates import parse_retry_after
 from domain.errors import UpstreamTimeout, UpstreamUnavailable
 from domain.ports import Headers, UpstreamRequest, UpstreamResponse
 
@@ -85,7 +86,12 @@ class AiohttpUpstream:
                     allow_redirects=False,
                 ) as answer:
                     body = await answer.read()
-                    return UpstreamResponse(answer.status, _response_headers(answer), body)
+                    retry_after = None
+                    if answer.status >= 400 and "Retry-After" in answer.headers:
+                        retry_after = parse_retry_after(answer.headers["Retry-After"])
+                    return UpstreamResponse(
+                        answer.status, _response_headers(answer), body, retry_after
+                    )
         except TimeoutError as error:
             raise UpstreamTimeout(f"no complete answer within {timeout_seconds:.3f}s") from error
         except aiohttp.ClientError as error:

@@ -174,6 +174,8 @@ def json_metrics(
         "rate_limit_blocked": c.rate_limit_blocked,
         "route": route.name,
         "circuit_breaker_rejections": c.circuit_rejections,
+        "retries_refused_by_budget": c.retries_refused,
+        "bulkhead_rejections": c.bulkhead_rejections,
         "circuit_breaker_transitions": {
             f"{a}->{b}": n for (a, b), n in c.breaker_transitions.items()
         },
@@ -190,6 +192,7 @@ def json_metrics(
             "recovery_timeout_seconds": policy.recovery_timeout_seconds,
             "half_open_max_calls": policy.half_open_max_calls,
             "max_retries": route.retry_policy.max_retries,
+            "request_timeout_seconds": route.request_timeout_seconds,
         },
     }
 

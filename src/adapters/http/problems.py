@@ -25,6 +25,10 @@ PROBLEM_KINDS: dict[str, tuple[str, str]] = {
         "urn:resilient-gateway:problem:upstream-unavailable",
         "Upstream unavailable",
     ),
+    "upstream-saturated": (
+        "urn:resilient-gateway:problem:upstream-saturated",
+        "Upstream at its concurrency limit",
+    ),
     "not-found": ("urn:resilient-gateway:problem:not-found", "Not found"),
     "method-not-allowed": (
         "urn:resilient-gateway:problem:method-not-allowed",
@@ -33,6 +37,10 @@ PROBLEM_KINDS: dict[str, tuple[str, str]] = {
     "invalid-request": ("urn:resilient-gateway:problem:invalid-request", "Invalid request"),
     "http-error": ("urn:resilient-gateway:problem:http-error", "HTTP error"),
     "internal-error": ("urn:resilient-gateway:problem:internal-error", "Internal error"),
+    "headers-too-large": (
+        "urn:resilient-gateway:problem:headers-too-large",
+        "Request header fields too large",
+    ),
 }
 
 

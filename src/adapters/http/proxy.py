@@ -22,6 +22,7 @@ from application.forward import (
     ForwardRequest,
     ForwardResult,
     RateLimited,
+    Saturated,
     UpstreamFailed,
 )
 from domain.ports import UpstreamRequest
@@ -125,6 +126,15 @@ def to_response(result: ForwardResult, request_id: str, policy: str, window: flo
                 headers={"Retry-After": retry_after_header(retry_after)},
                 circuit_breaker_state=state.value,
                 retry_after=max(1, math.ceil(retry_after)),
+            )
+        case Saturated(in_flight_limit=limit):
+            response = problem_response(
+                "upstream-saturated",
+                503,
+                f"The upstream already has {limit} calls in flight; try again shortly.",
+                request_id,
+                headers={"Retry-After": "1"},
+                retry_after=1,
             )
         case UpstreamFailed():
             headers = None

@@ -40,6 +40,8 @@ class RouteCounters:
         self.rate_limit_blocked = 0
         self.circuit_rejections = 0
         self.retries = 0
+        self.retries_refused = 0
+        self.bulkhead_rejections = 0
         self.upstream_attempts = dict.fromkeys(UPSTREAM_OUTCOMES, 0)
         self.breaker_transitions: Counter[tuple[str, str]] = Counter()
 
@@ -57,6 +59,12 @@ class RouteCounters:
 
     def retry_scheduled(self) -> None:
         self.retries += 1
+
+    def retry_refused(self) -> None:
+        self.retries_refused += 1
+
+    def bulkhead_rejected(self) -> None:
+        self.bulkhead_rejections += 1
 
     def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:
         self.breaker_transitions[previous.value, current.value] += 1

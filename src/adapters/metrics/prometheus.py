@@ -66,6 +66,16 @@ class GatewayCollector:
         retries = CounterMetricFamily(
             "gateway_retries", "Retries scheduled after a transient failure.", labels=["route"]
         )
+        refused = CounterMetricFamily(
+            "gateway_retries_refused",
+            "Retries not made because the retry budget was spent.",
+            labels=["route"],
+        )
+        saturated = CounterMetricFamily(
+            "gateway_bulkhead_rejections",
+            "Calls refused because the upstream had its maximum in flight.",
+            labels=["route"],
+        )
         decisions = CounterMetricFamily(
             "gateway_rate_limit_decisions", "Rate-limit decisions.", labels=["route", "decision"]
         )
@@ -104,6 +114,8 @@ class GatewayCollector:
             for outcome, count in c.upstream_attempts.items():
                 attempts.add_metric([name, outcome], count)
             retries.add_metric([name], c.retries)
+            refused.add_metric([name], c.retries_refused)
+            saturated.add_metric([name], c.bulkhead_rejections)
             decisions.add_metric([name, "allowed"], c.rate_limit_allowed)
             decisions.add_metric([name, "blocked"], c.rate_limit_blocked)
             tracked.add_metric([name], view.tracked_clients())
@@ -114,7 +126,7 @@ class GatewayCollector:
                 transitions.add_metric([name, previous, to], count)
             rejections.add_metric([name], c.circuit_rejections)
         yield from (requests, duration, attempts, retries, decisions, tracked, state)
-        yield from (transitions, rejections)
+        yield from (transitions, rejections, refused, saturated)
 
 
 def new_registry(routes: Sequence[RouteView], http: HttpMetrics) -> CollectorRegistry:
