@@ -28,6 +28,8 @@ class Chaos(BaseModel):
     failure_status: int = Field(503, ge=400, le=599)
     fail_next: int = Field(0, ge=0, le=1_000_000)
     """The next N requests fail with failure_status, whatever the rates."""
+    retry_after_seconds: int | None = Field(None, ge=0, le=86_400)
+    """When set, failures carry ``Retry-After`` with this many seconds."""
 
 
 class ChaosPatch(BaseModel):
@@ -41,6 +43,7 @@ class ChaosPatch(BaseModel):
     latency_seconds: float | None = Field(None, ge=0, le=300)
     failure_status: int | None = Field(None, ge=400, le=599)
     fail_next: int | None = Field(None, ge=0, le=1_000_000)
+    retry_after_seconds: int | None = Field(None, ge=0, le=86_400)
 
 
 @dataclass
@@ -88,8 +91,14 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
                 outcome="injected_failure",
             )
             body = {"error": "injected failure", "request": number}
+            headers = None
+            if chaos.retry_after_seconds is not None:
+                headers = {"Retry-After": str(chaos.retry_after_seconds)}
             return Response(
-                json.dumps(body), status_code=chaos.failure_status, media_type="application/json"
+                json.dumps(body),
+                status_code=chaos.failure_status,
+                media_type="application/json",
+                headers=headers,
             )
         slow = bool(chaos.slow_rate) and rng.random() < chaos.slow_rate
         if slow:
@@ -111,7 +120,8 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
 
     @app.put("/chaos")
     async def put_chaos(patch: ChaosPatch) -> Chaos:
-        changes = patch.model_dump(exclude_unset=True, exclude_none=True)
+        changes = patch.model_dump(exclude_unset=True)
+        changes = {k: v for k, v in changes.items() if v is not None or k == "retry_after_seconds"}
         state["chaos"] = state["chaos"].model_copy(update=changes)
         return state["chaos"]
 

@@ -128,9 +128,36 @@ class GatewaySettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_backoff_cap(self) -> GatewaySettings:
+    def _check_consistency(self) -> GatewaySettings:
+        """Refuse settings that contradict each other, as Polly validates its pipelines."""
         if self.max_backoff_seconds < self.initial_backoff_seconds:
             raise ValueError("MAX_BACKOFF_SECONDS must not be smaller than INITIAL_BACKOFF_SECONDS")
+        if self.backend_timeout_seconds > self.request_timeout_seconds:
+            raise ValueError(
+                f"BACKEND_TIMEOUT_SECONDS ({self.backend_timeout_seconds:g}) must not exceed "
+                f"REQUEST_TIMEOUT_SECONDS ({self.request_timeout_seconds:g})"
+            )
+        waits = [
+            min(self.initial_backoff_seconds * self.backoff_multiplier**n, self.max_backoff_seconds)
+            for n in range(self.max_retries)
+        ]
+        if sum(waits) > self.request_timeout_seconds:
+            schedule = " + ".join(f"{w:g}" for w in waits)
+            raise ValueError(
+                f"the backoff schedule ({schedule} = {sum(waits):g} s) exceeds "
+                f"REQUEST_TIMEOUT_SECONDS ({self.request_timeout_seconds:g}); lower MAX_RETRIES "
+                "or the backoff, or raise the deadline"
+            )
+        if self.recovery_timeout_seconds < self.backend_timeout_seconds:
+            raise ValueError(
+                f"RECOVERY_TIMEOUT_SECONDS ({self.recovery_timeout_seconds:g}) must not be "
+                f"shorter than BACKEND_TIMEOUT_SECONDS ({self.backend_timeout_seconds:g})"
+            )
+        if self.min_attempt_seconds > self.backend_timeout_seconds:
+            raise ValueError(
+                f"MIN_ATTEMPT_SECONDS ({self.min_attempt_seconds:g}) must not exceed "
+                f"BACKEND_TIMEOUT_SECONDS ({self.backend_timeout_seconds:g})"
+            )
         return self
 
 

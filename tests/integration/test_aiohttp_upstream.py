@@ -127,3 +127,12 @@ async def test_broken_answers_are_unavailable(reply: bytes) -> None:
     async with raw_server(reply) as url, upstream_for(url) as upstream:
         with pytest.raises(UpstreamUnavailable):
             await upstream.send(UpstreamRequest("GET", "/"), 2.0)
+
+
+async def test_retry_after_of_a_failure_is_read_as_seconds() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": "4"})
+
+    async with http_server(handler) as url, upstream_for(url) as upstream:
+        answer = await upstream.send(UpstreamRequest("GET", "/"), 2.0)
+    assert (answer.status, answer.retry_after_seconds) == (503, 4.0)

@@ -84,7 +84,7 @@ async def test_trusted_proxy_makes_forwarded_clients_separate() -> None:
 async def test_open_breaker_answers_503_with_retry_after_without_upstream_call() -> None:
     upstream = FakeUpstream(default=UpstreamUnavailable("refused"))
     async with gateway_in_process(
-        upstream, failure_threshold=2, recovery_timeout_seconds=20, max_retries=5
+        upstream, failure_threshold=2, recovery_timeout_seconds=20, max_retries=3
     ) as gw:
         failed = await gw.client.get("/api/v1/data")
         calls = len(upstream.calls)

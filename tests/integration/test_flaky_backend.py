@@ -45,6 +45,7 @@ async def test_delete_restores_the_start_up_settings(backend: httpx.AsyncClient)
     await backend.put("/chaos", json={"failure_rate": 1, "latency_seconds": 2})
     restored = (await backend.delete("/chaos")).json()
     assert restored == {
+        "retry_after_seconds": None,
         "failure_rate": 0,
         "slow_rate": 0,
         "slow_seconds": 0,
@@ -83,3 +84,11 @@ async def test_failures_follow_the_seeded_rate() -> None:
     first, second = await run(), await run()
     assert first == second
     assert 0.2 < first.count(503) / len(first) < 0.4
+
+
+async def test_failures_can_carry_retry_after(backend: httpx.AsyncClient) -> None:
+    await backend.put("/chaos", json={"fail_next": 1, "retry_after_seconds": 7})
+    failed = await backend.get("/flaky-data")
+    assert (failed.status_code, failed.headers["retry-after"]) == (503, "7")
+    await backend.put("/chaos", json={"retry_after_seconds": None, "fail_next": 1})
+    assert "retry-after" not in (await backend.get("/flaky-data")).headers

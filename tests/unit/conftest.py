@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,8 @@ def make_forward(clock: FakeClock) -> MakeForward:
         attempt_timeout: float = 2.0,
         request_timeout: float = 10.0,
         elapse: float = 0.0,
+        rng: random.Random | None = None,
+        **route_parts: Any,
     ) -> tuple[ForwardRequest, FakeUpstream, RouteCounters]:
         upstream = FakeUpstream(script, default=default, clock=clock, elapse_seconds=elapse)  # type: ignore[arg-type]
         counters = RouteCounters("test")
@@ -54,7 +58,8 @@ def make_forward(clock: FakeClock) -> MakeForward:
             limiter=limiter,
             attempt_timeout_seconds=attempt_timeout,
             request_timeout_seconds=request_timeout,
+            **route_parts,
         )
-        return ForwardRequest(route, clock, clock, counters), upstream, counters
+        return ForwardRequest(route, clock, clock, counters, rng), upstream, counters
 
     return build

@@ -107,3 +107,29 @@ def _shown(value: object) -> str:
     if isinstance(value, frozenset | tuple):
         return ",".join(str(item) for item in sorted(value, key=str))
     return str(value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"BACKEND_TIMEOUT_SECONDS": "20", "REQUEST_TIMEOUT_SECONDS": "10"}, "REQUEST_TIMEOUT"),
+        ({"MAX_RETRIES": "5", "INITIAL_BACKOFF_SECONDS": "2"}, "backoff schedule"),
+        ({"RECOVERY_TIMEOUT_SECONDS": "1", "BACKEND_TIMEOUT_SECONDS": "2"}, "RECOVERY_TIMEOUT"),
+        ({"MIN_ATTEMPT_SECONDS": "3", "BACKEND_TIMEOUT_SECONDS": "2"}, "MIN_ATTEMPT_SECONDS"),
+        ({"BACKOFF_JITTER": "chaotic"}, "BACKOFF_JITTER"),
+        ({"MAX_CONCURRENT_UPSTREAM_REQUESTS": "0"}, "MAX_CONCURRENT_UPSTREAM_REQUESTS"),
+    ],
+)
+def test_contradictory_settings_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], named: str
+) -> None:
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        GatewaySettings()
+    assert named in describe_error(caught.value)
+
+
+def test_the_default_schedule_fits_the_default_deadline() -> None:
+    settings = GatewaySettings(_env_file=None)
+    assert 0.5 + 1.0 + 2.0 <= settings.request_timeout_seconds
