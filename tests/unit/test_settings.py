@@ -129,7 +129,3 @@ def test_contradictory_settings_are_refused_at_start(
         GatewaySettings()
     assert named in describe_error(caught.value)
 
-
-def test_the_default_schedule_fits_the_default_deadline() -> None:
-    settings = GatewaySettings(_env_file=None)
-    assert 0.5 + 1.0 + 2.0 <= settings.request_timeout_seconds
