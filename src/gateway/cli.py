@@ -9,6 +9,7 @@ import uvicorn
 from dependency_injector import providers
 from pydantic import ValidationError
 
+from adapters.http.server import GracefulServer, ProblemHttpToolsProtocol
 from adapters.observability import configure_logging
 from gateway.containers import Container
 from gateway.settings import GatewaySettings, describe_error
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     container = Container()
     container.settings.override(providers.Object(settings))
-    uvicorn.run(
+    config = uvicorn.Config(
         container.app(),
         host=args.host,
         port=args.port,
@@ -36,8 +37,13 @@ def main(argv: list[str] | None = None) -> None:
         server_header=False,
         access_log=False,
         log_config=None,
+        http=ProblemHttpToolsProtocol,
         timeout_graceful_shutdown=int(settings.request_timeout_seconds) + 1,
     )
+    server = GracefulServer(config)
+    server.run()
+    if not server.started:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -128,4 +128,3 @@ def test_contradictory_settings_are_refused_at_start(
     with pytest.raises(ValidationError) as caught:
         GatewaySettings()
     assert named in describe_error(caught.value)
-

@@ -9,6 +9,10 @@
   servers may share between requests.
 - Counts by route label and status class, and the duration histogram, in ``HttpMetrics``.
 
+Requests whose header fields add up to more than ``MAX_HEADER_BYTES`` are answered 431 with a
+problem body before anything else runs, so an enormous ``X-Forwarded-For`` or cookie is neither
+parsed nor forwarded upstream.
+
 A response that never started (the client hung up) is logged and counted as 499, nginx's code
 for it; an exception that escaped everything as 500.
 """
@@ -21,6 +25,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.http.problems import problem_response
 from adapters.metrics.counters import HttpMetrics
 from domain.ports import Clock
 
@@ -28,6 +33,7 @@ _WELL_FORMED = re.compile(rb"[A-Za-z0-9._~:/+=-]{1,128}")
 _HEADER = b"x-request-id"
 _CONTEXT_KEY = "resilient_gateway.context"
 CLIENT_CLOSED_REQUEST = 499
+MAX_HEADER_BYTES = 32 * 1024
 
 
 def context_of(scope: Scope) -> dict[str, Any]:
@@ -67,11 +73,11 @@ class RequestContextMiddleware:
             return
         started = self._clock.now()
         request_id = None
+        header_bytes = 0
         for name, value in scope["headers"]:
-            if name == _HEADER:
-                if _WELL_FORMED.fullmatch(value):
-                    request_id = value.decode("ascii")
-                break
+            header_bytes += len(name) + len(value)
+            if name == _HEADER and request_id is None and _WELL_FORMED.fullmatch(value):
+                request_id = value.decode("ascii")
         if request_id is None:
             request_id = uuid.uuid4().hex
         state: dict[str, Any] = {"request_id": request_id}
@@ -89,6 +95,16 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if header_bytes > MAX_HEADER_BYTES:
+                refusal = problem_response(
+                    "headers-too-large",
+                    431,
+                    f"The request's header fields add up to {header_bytes} bytes; "
+                    f"at most {MAX_HEADER_BYTES} are accepted.",
+                    request_id,
+                )
+                await refusal(scope, receive, send_with_id)
+                return
             await self._app(scope, receive, send_with_id)
         except Exception:
             status = 500
