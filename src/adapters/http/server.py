@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Iterator
 
 import uvicorn
-
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapters.http.problems import PROBLEM_KINDS, PROBLEM_TYPE
