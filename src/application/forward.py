@@ -135,8 +135,11 @@ class ForwardRequest:
                 if attempts == 0:
                     return Saturated(bulkhead.limit, rate_limit)
                 return self._failed(reason, attempts, "bulkhead", rate_limit)
-            if attempts == 0 and budget is not None:
-                budget.record_request()
+            if attempts == 0:
+                if budget is not None:
+                    budget.record_request()
+            else:
+                metrics.retry_attempted()
             attempts += 1
             outcome = CallOutcome.ABANDONED
             response: UpstreamResponse | None = None
@@ -189,7 +192,6 @@ class ForwardRequest:
                 if response is not None:
                     return Forwarded(response, attempts, rate_limit)
                 return self._failed(reason, attempts, "retry_budget", rate_limit)
-            metrics.retry_scheduled()
             await self._sleeper.sleep(delay)
 
     def _failed(

@@ -17,7 +17,8 @@ class RouteMetrics(Protocol):
     def upstream_attempted(self, outcome: str) -> None:
         """``outcome`` is ``success``, ``http_5xx``, ``timeout`` or ``connection_error``."""
 
-    def retry_scheduled(self) -> None: ...
+    def retry_attempted(self) -> None:
+        """An attempt after the first was sent upstream."""
 
     def retry_refused(self) -> None:
         """A retry was not made because the retry budget was spent."""
@@ -40,7 +41,7 @@ class NullRouteMetrics:
     def upstream_attempted(self, outcome: str) -> None:
         pass
 
-    def retry_scheduled(self) -> None:
+    def retry_attempted(self) -> None:
         pass
 
     def retry_refused(self) -> None:

@@ -57,7 +57,7 @@ class RouteCounters:
     def upstream_attempted(self, outcome: str) -> None:
         self.upstream_attempts[outcome] += 1
 
-    def retry_scheduled(self) -> None:
+    def retry_attempted(self) -> None:
         self.retries += 1
 
     def retry_refused(self) -> None:
