@@ -64,7 +64,9 @@ class GatewayCollector:
             labels=["route", "outcome"],
         )
         retries = CounterMetricFamily(
-            "gateway_retries", "Attempts after the first sent upstream (retries made).", labels=["route"]
+            "gateway_retries",
+            "Attempts after the first sent upstream (retries made).",
+            labels=["route"],
         )
         refused = CounterMetricFamily(
             "gateway_retries_refused",
