@@ -9,6 +9,11 @@ end on every allowed request). Since the clock is monotonic, the front of the di
 the client idle the longest, so each decision first drops the clients at the front whose newest
 request has left the window: memory stays proportional to clients active in the last window,
 and the sweep costs amortized O(1) per request instead of a scan.
+
+A dict's table never shrinks when entries are deleted, so after a flood of distinct clients the
+table would stay sized for the peak. Once eviction has brought the count to a quarter of the peak,
+the dict is rebuilt at its current size: that costs the entries left, at most a third of those
+just evicted, so it stays amortized O(1) and the flood's memory is really given back.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class SlidingWindowLimiter:
         self._policy = policy
         self._clock = clock
         self._logs: OrderedDict[str, list[float]] = OrderedDict()
+        self._peak_clients = 0
 
     @property
     def policy(self) -> RateLimitPolicy:
@@ -71,12 +77,14 @@ class SlidingWindowLimiter:
         window = self._policy.window_seconds
         limit = self._policy.requests_per_window
         horizon = now - window
-        logs = self._logs
         self._evict_idle(horizon)
+        logs = self._logs
 
         log = logs.get(client_id)
         if log is None:
             logs[client_id] = [now]
+            if len(logs) > self._peak_clients:
+                self._peak_clients = len(logs)
             return RateLimitDecision(True, limit, limit - 1, window, 0.0)
         if log[0] <= horizon:
             del log[: bisect_right(log, horizon)]
@@ -90,8 +98,13 @@ class SlidingWindowLimiter:
 
     def _evict_idle(self, horizon: float) -> None:
         logs = self._logs
+        evicted = False
         while logs:
             client_id = next(iter(logs))
             if logs[client_id][-1] > horizon:
-                return
+                break
             del logs[client_id]
+            evicted = True
+        if evicted and self._peak_clients >= 1024 and len(logs) * 4 <= self._peak_clients:
+            self._logs = OrderedDict(logs)
+            self._peak_clients = len(logs)

@@ -118,3 +118,14 @@ def test_active_client_is_kept_while_idle_ones_go() -> None:
 def test_policy_rejects_nonsense(limit: int, window: float) -> None:
     with pytest.raises(ValueError, match="must"):
         RateLimitPolicy(limit, window)
+
+
+def test_flood_clients_are_still_counted_after_the_table_is_rebuilt() -> None:
+    clock = FakeClock()
+    limiter = make_limiter(clock, limit=1, window=10.0)
+    for n in range(5000):
+        limiter.allow_request(f"flood-{n}")
+    clock.advance(10.0)
+    assert limiter.allow_request("after").allowed  # this decision evicts and rebuilds
+    assert not limiter.allow_request("after").allowed
+    assert limiter.tracked_clients == 1

@@ -3,7 +3,7 @@
 An outcome is an ``UpstreamResponse``, an ``UpstreamError`` to raise, or an int status. When the
 script runs out, the ``default`` outcome repeats. ``gate``, when set, makes every call wait on
 that event first (for concurrency tests), and ``elapse`` moves a fake clock per call (to model
-slow answers without sleeping).
+slow answers without sleeping). ``record_calls=False`` keeps no history (for floods).
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ class FakeUpstream:
         default: Outcome = 200,
         clock: FakeClock | None = None,
         elapse_seconds: float = 0.0,
+        record_calls: bool = True,
     ) -> None:
         self._script: deque[Outcome] = deque(script)
         self._default = default
         self._clock = clock
         self._elapse_seconds = elapse_seconds
         self.calls: list[tuple[UpstreamRequest, float]] = []
+        self._record_calls = record_calls
         self.gate: asyncio.Event | None = None
         self.in_flight = 0
 
@@ -48,7 +50,8 @@ class FakeUpstream:
         self._script.extend(outcomes)
 
     async def send(self, request: UpstreamRequest, timeout_seconds: float) -> UpstreamResponse:
-        self.calls.append((request, timeout_seconds))
+        if self._record_calls:
+            self.calls.append((request, timeout_seconds))
         outcome = self._script.popleft() if self._script else self._default
         self.in_flight += 1
         try:
