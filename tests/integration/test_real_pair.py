@@ -120,3 +120,22 @@ def test_one_request_id_is_followed_through_both_services_logs(pair: Callable[..
         ("flaky_data", 503),
         ("flaky_data", 200),
     ]
+
+
+def test_upstream_retry_after_is_waited_for_or_passed_on(pair: Callable[..., Any]) -> None:
+    with pair(**FAST_RETRIES) as (gateway, backend):
+        httpx.put(f"{backend.url}/chaos", json={"fail_next": 1, "retry_after_seconds": 1})
+        started = time.monotonic()
+        waited = httpx.get(f"{gateway.url}/api/v1/data")
+        waited_seconds = time.monotonic() - started
+
+        httpx.put(f"{backend.url}/chaos", json={"fail_next": 1, "retry_after_seconds": 60})
+        started = time.monotonic()
+        passed_on = httpx.get(f"{gateway.url}/api/v1/data")
+        passed_on_seconds = time.monotonic() - started
+    assert waited.status_code == 200
+    assert 1.0 <= waited_seconds < 2.0
+    assert passed_on.status_code == 503
+    assert passed_on.headers["retry-after"] == "60"
+    assert passed_on.json()["stopped_by"] == "upstream_retry_after"
+    assert passed_on_seconds < 1.0
