@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from application.ports import RouteMetrics
 from application.route import Route
 from domain.breaker import BreakerState, CallOutcome
-from domain.errors import UpstreamError
+from domain.errors import RateLimitStoreUnavailable, UpstreamError
 from domain.ports import Clock, Sleeper, UpstreamRequest, UpstreamResponse
 from domain.rate_limit import RateLimitDecision
 from domain.retry import Jitter, RandomSource
@@ -40,6 +40,13 @@ class RateLimited:
     """The client is over its limit; nothing was sent upstream."""
 
     rate_limit: RateLimitDecision
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitUnavailable:
+    """The limiter's storage failed and the route fails closed; nothing was sent upstream."""
+
+    rate_limit: None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +81,9 @@ class UpstreamFailed:
     rate_limit: RateLimitDecision | None
 
 
-ForwardResult = Forwarded | RateLimited | CircuitOpen | Saturated | UpstreamFailed
+ForwardResult = (
+    Forwarded | RateLimited | RateLimitUnavailable | CircuitOpen | Saturated | UpstreamFailed
+)
 
 
 class ForwardRequest:
@@ -105,10 +114,16 @@ class ForwardRequest:
         metrics = self._metrics
         rate_limit = None
         if route.limiter is not None:
-            rate_limit = route.limiter.allow_request(client_id)
-            metrics.rate_limit_decided(rate_limit.allowed)
-            if not rate_limit.allowed:
-                return RateLimited(rate_limit)
+            try:
+                rate_limit = await route.limiter.allow_request(client_id)
+            except RateLimitStoreUnavailable:
+                metrics.rate_limit_store_failed()
+                if not route.rate_limit_fail_open:
+                    return RateLimitUnavailable()
+            else:
+                metrics.rate_limit_decided(rate_limit.allowed)
+                if not rate_limit.allowed:
+                    return RateLimited(rate_limit)
 
         breaker = route.breaker
         bulkhead = route.bulkhead

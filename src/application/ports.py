@@ -26,6 +26,9 @@ class RouteMetrics(Protocol):
     def bulkhead_rejected(self) -> None:
         """A call was not made because the upstream had its maximum in flight."""
 
+    def rate_limit_store_failed(self) -> None:
+        """The limiter's storage failed or was too slow; no decision was made."""
+
     def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None: ...
 
 
@@ -48,6 +51,9 @@ class NullRouteMetrics:
         pass
 
     def bulkhead_rejected(self) -> None:
+        pass
+
+    def rate_limit_store_failed(self) -> None:
         pass
 
     def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from domain.breaker import CircuitBreaker
 from domain.bulkhead import Bulkhead
 from domain.ports import UpstreamPort
-from domain.rate_limit import SlidingWindowLimiter
+from domain.rate_limit import RateLimiter
 from domain.retry import RetryPolicy
 from domain.retry_budget import RetryBudget
 
@@ -28,7 +28,7 @@ class Route:
     upstream: UpstreamPort
     breaker: CircuitBreaker
     retry_policy: RetryPolicy
-    limiter: SlidingWindowLimiter | None
+    limiter: RateLimiter | None
     """``None`` when rate limiting is off for this route."""
     attempt_timeout_seconds: float
     request_timeout_seconds: float
@@ -39,3 +39,5 @@ class Route:
     """``None``: no cap on calls in flight to this upstream."""
     min_attempt_seconds: float = 0.05
     """No attempt starts with less time than this left before the deadline."""
+    rate_limit_fail_open: bool = True
+    """When the limiter's storage fails: let the request through (True) or answer 503."""

@@ -17,3 +17,7 @@ class UpstreamUnavailable(UpstreamError):
     """The connection could not be made, was dropped, or the answer was not valid HTTP."""
 
     kind = "connection_error"
+
+
+class RateLimitStoreUnavailable(Exception):
+    """The rate limiter's storage failed or answered too late; no decision was made."""

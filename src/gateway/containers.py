@@ -10,6 +10,7 @@ instead of patching modules.
 
 from __future__ import annotations
 
+import functools
 import random
 
 from dependency_injector import containers, providers
@@ -20,12 +21,14 @@ from adapters.http.app import ProxiedRoute, create_app
 from adapters.http.client_identity import ClientIdentity
 from adapters.metrics.counters import HttpMetrics, RouteCounters
 from adapters.observability import BreakerTransitionReporter, get_logger
+from adapters.rate_limit.memory import InMemoryRateLimiter
+from adapters.rate_limit.redis_store import RedisRateLimiter
 from application.forward import ForwardRequest
 from application.route import Route
 from domain.breaker import BreakerPolicy, CircuitBreaker
 from domain.bulkhead import Bulkhead
 from domain.ports import Clock
-from domain.rate_limit import RateLimitPolicy, SlidingWindowLimiter
+from domain.rate_limit import RateLimitAlgorithm, RateLimiter, RateLimitPolicy
 from domain.retry import Jitter, RetryPolicy
 from domain.retry_budget import RetryBudget, RetryBudgetPolicy
 from gateway.settings import GatewaySettings
@@ -35,13 +38,29 @@ DEFAULT_ROUTE_PATH = "/api/v1/data"
 DEFAULT_UPSTREAM_PATH = "/flaky-data"
 
 
-def build_limiter(settings: GatewaySettings, clock: Clock) -> SlidingWindowLimiter | None:
+def build_limiter(settings: GatewaySettings, clock: Clock) -> RateLimiter | None:
+    """The limiter for the configured storage, or None when rate limiting is off."""
     if not settings.rate_limit_enabled:
         return None
     policy = RateLimitPolicy(
-        settings.rate_limit_requests_per_window, settings.rate_limit_window_seconds
+        settings.rate_limit_requests_per_window,
+        settings.rate_limit_window_seconds,
+        RateLimitAlgorithm(settings.rate_limit_algorithm),
     )
-    return SlidingWindowLimiter(policy, clock)
+    if not settings.shared_rate_limit:
+        return InMemoryRateLimiter(policy, clock)
+    return RedisRateLimiter.from_url(
+        settings.rate_limit_storage_url,
+        policy,
+        settings.rate_limit_key_prefix,
+        settings.rate_limit_storage_timeout_seconds,
+        get_logger("gateway.rate_limit"),
+    )
+
+
+async def close_limiter(limiter: RateLimiter | None) -> None:
+    if limiter is not None:
+        await limiter.aclose()
 
 
 class Container(containers.DeclarativeContainer):
@@ -105,6 +124,7 @@ class Container(containers.DeclarativeContainer):
         retry_budget=retry_budget,
         bulkhead=bulkhead,
         min_attempt_seconds=settings.provided.min_attempt_seconds,
+        rate_limit_fail_open=settings.provided.rate_limit_fail_open,
     )
     forward = providers.Singleton(
         ForwardRequest, route=route, clock=clock, sleeper=clock, metrics=counters, rng=rng
@@ -122,5 +142,8 @@ class Container(containers.DeclarativeContainer):
         http_metrics=http_metrics,
         logger=request_logger,
         on_startup=providers.List(upstream.provided.start),
-        on_shutdown=providers.List(upstream.provided.aclose),
+        on_shutdown=providers.List(
+            upstream.provided.aclose,
+            providers.Callable(functools.partial, close_limiter, limiter),
+        ),
     )

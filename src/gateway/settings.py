@@ -64,6 +64,16 @@ class GatewaySettings(BaseSettings):
     """Requests one client may make per sliding window."""
     rate_limit_window_seconds: float = Field(60.0, gt=0, le=86_400)
     """Length of the sliding window."""
+    rate_limit_algorithm: Literal["sliding_log", "sliding_counter"] = "sliding_log"
+    """``sliding_log``: exact; ``sliding_counter``: O(1) per client, approximate (README)."""
+    rate_limit_storage_url: str = "memory://"
+    """Where counts live: ``memory://`` (this process) or ``redis://host:port/db``/``rediss://``."""
+    rate_limit_key_prefix: str = Field("gateway:rl:", min_length=1, max_length=200)
+    """Prefix of every Redis key of the limiter."""
+    rate_limit_storage_timeout_seconds: float = Field(0.05, gt=0, le=10)
+    """A storage decision slower than this counts as a storage failure."""
+    rate_limit_fail_open: bool = True
+    """When the storage fails: let requests through (true) or answer 503 (false)."""
     trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
     """CIDRs of proxies whose ``X-Forwarded-For`` is believed (comma-separated; empty: none)."""
 
@@ -94,6 +104,25 @@ class GatewaySettings(BaseSettings):
         except ValueError as error:
             raise ValueError(f"has an invalid port ({error})") from None
         return value.rstrip("/")
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str) -> str:
+        if value == "memory://":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("must be memory:// or a redis:// or rediss:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as error:
+            raise ValueError(f"has an invalid port ({error})") from None
+        return value
+
+    @property
+    def shared_rate_limit(self) -> bool:
+        """Whether the limiter's counts are shared between processes (not ``memory://``)."""
+        return self.rate_limit_storage_url != "memory://"
 
     @field_validator("retry_on_status", mode="before")
     @classmethod

@@ -11,10 +11,11 @@ import pytest
 from adapters.backend_client.fake import FakeUpstream
 from adapters.clock.fake import FakeClock
 from adapters.metrics.counters import RouteCounters
+from adapters.rate_limit.memory import InMemoryRateLimiter
 from application.forward import ForwardRequest
 from application.route import Route
 from domain.breaker import BreakerPolicy, CircuitBreaker
-from domain.rate_limit import RateLimitPolicy, SlidingWindowLimiter
+from domain.rate_limit import RateLimitPolicy
 from domain.retry import RetryPolicy
 
 MakeForward = Callable[..., tuple[ForwardRequest, FakeUpstream, RouteCounters]]
@@ -47,7 +48,7 @@ def make_forward(clock: FakeClock) -> MakeForward:
         breaker = CircuitBreaker(
             BreakerPolicy(threshold, recovery, trials), clock, counters.breaker_transitioned
         )
-        limiter = SlidingWindowLimiter(RateLimitPolicy(limit, window), clock) if limit else None
+        limiter = InMemoryRateLimiter(RateLimitPolicy(limit, window), clock) if limit else None
         route = Route(
             name="test",
             path="/api/v1/data",

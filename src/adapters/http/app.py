@@ -151,7 +151,7 @@ def route_view(proxied: ProxiedRoute) -> RouteView:
     def breaker_state() -> BreakerState:
         return route.breaker.state
 
-    def tracked_clients() -> int:
+    def tracked_clients() -> int | None:
         return limiter.tracked_clients if limiter is not None else 0
 
     return RouteView(proxied.counters, breaker_state, tracked_clients)
@@ -176,6 +176,7 @@ def json_metrics(
         "circuit_breaker_rejections": c.circuit_rejections,
         "retries_refused_by_budget": c.retries_refused,
         "bulkhead_rejections": c.bulkhead_rejections,
+        "rate_limit_store_errors": c.rate_limit_store_errors,
         "circuit_breaker_transitions": {
             f"{a}->{b}": n for (a, b), n in c.breaker_transitions.items()
         },
@@ -188,6 +189,7 @@ def json_metrics(
             if limiter
             else None,
             "rate_limit_window_seconds": limiter.policy.window_seconds if limiter else None,
+            "rate_limit_algorithm": limiter.policy.algorithm.value if limiter else None,
             "failure_threshold": policy.failure_threshold,
             "recovery_timeout_seconds": policy.recovery_timeout_seconds,
             "half_open_max_calls": policy.half_open_max_calls,

@@ -29,6 +29,10 @@ PROBLEM_KINDS: dict[str, tuple[str, str]] = {
         "urn:resilient-gateway:problem:upstream-saturated",
         "Upstream at its concurrency limit",
     ),
+    "rate-limit-unavailable": (
+        "urn:resilient-gateway:problem:rate-limit-unavailable",
+        "Rate limiter unavailable",
+    ),
     "not-found": ("urn:resilient-gateway:problem:not-found", "Not found"),
     "method-not-allowed": (
         "urn:resilient-gateway:problem:method-not-allowed",

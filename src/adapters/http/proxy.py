@@ -22,6 +22,7 @@ from application.forward import (
     ForwardRequest,
     ForwardResult,
     RateLimited,
+    RateLimitUnavailable,
     Saturated,
     UpstreamFailed,
 )
@@ -126,6 +127,16 @@ def to_response(result: ForwardResult, request_id: str, policy: str, window: flo
                 headers={"Retry-After": retry_after_header(retry_after)},
                 circuit_breaker_state=state.value,
                 retry_after=max(1, math.ceil(retry_after)),
+            )
+        case RateLimitUnavailable():
+            response = problem_response(
+                "rate-limit-unavailable",
+                503,
+                "The shared rate-limit store did not answer in time, and this gateway fails "
+                "closed (RATE_LIMIT_FAIL_OPEN=false).",
+                request_id,
+                headers={"Retry-After": "1"},
+                retry_after=1,
             )
         case Saturated(in_flight_limit=limit):
             response = problem_response(

@@ -42,6 +42,7 @@ class RouteCounters:
         self.retries = 0
         self.retries_refused = 0
         self.bulkhead_rejections = 0
+        self.rate_limit_store_errors = 0
         self.upstream_attempts = dict.fromkeys(UPSTREAM_OUTCOMES, 0)
         self.breaker_transitions: Counter[tuple[str, str]] = Counter()
 
@@ -65,6 +66,9 @@ class RouteCounters:
 
     def bulkhead_rejected(self) -> None:
         self.bulkhead_rejections += 1
+
+    def rate_limit_store_failed(self) -> None:
+        self.rate_limit_store_errors += 1
 
     def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:
         self.breaker_transitions[previous.value, current.value] += 1

@@ -33,7 +33,7 @@ class RouteView:
         self,
         counters: RouteCounters,
         breaker_state: Callable[[], BreakerState],
-        tracked_clients: Callable[[], int],
+        tracked_clients: Callable[[], int | None],
     ) -> None:
         self.counters = counters
         self.breaker_state = breaker_state
@@ -78,6 +78,11 @@ class GatewayCollector:
             "Calls refused because the upstream had its maximum in flight.",
             labels=["route"],
         )
+        store_errors = CounterMetricFamily(
+            "gateway_rate_limit_store_errors",
+            "Rate-limit decisions not made because the storage failed or was too slow.",
+            labels=["route"],
+        )
         decisions = CounterMetricFamily(
             "gateway_rate_limit_decisions", "Rate-limit decisions.", labels=["route", "decision"]
         )
@@ -118,9 +123,12 @@ class GatewayCollector:
             retries.add_metric([name], c.retries)
             refused.add_metric([name], c.retries_refused)
             saturated.add_metric([name], c.bulkhead_rejections)
+            store_errors.add_metric([name], c.rate_limit_store_errors)
             decisions.add_metric([name, "allowed"], c.rate_limit_allowed)
             decisions.add_metric([name, "blocked"], c.rate_limit_blocked)
-            tracked.add_metric([name], view.tracked_clients())
+            clients = view.tracked_clients()
+            if clients is not None:
+                tracked.add_metric([name], clients)
             current = view.breaker_state()
             for each in BreakerState:
                 state.add_metric([name, each.value], 1 if each is current else 0)
@@ -128,7 +136,7 @@ class GatewayCollector:
                 transitions.add_metric([name, previous, to], count)
             rejections.add_metric([name], c.circuit_rejections)
         yield from (requests, duration, attempts, retries, decisions, tracked, state)
-        yield from (transitions, rejections, refused, saturated)
+        yield from (transitions, rejections, refused, saturated, store_errors)
 
 
 def new_registry(routes: Sequence[RouteView], http: HttpMetrics) -> CollectorRegistry:

@@ -1,0 +1,1 @@
+"""Storages behind the ``RateLimiter`` port: in process memory, and Redis shared by replicas."""
