@@ -7,6 +7,7 @@ setting is set in the environment; tests that expect defaults must not see those
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -20,3 +21,12 @@ def _clean_settings_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.upper() in SETTING_VARIABLES or name.upper().startswith("FLAKY_"):
             monkeypatch.delenv(name)
+
+
+def pytest_report_header() -> str:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return f"redis: the Redis-adapter tests run against REDIS_URL={url}"
+    if shutil.which("redis-server"):
+        return "redis: no REDIS_URL; the Redis-adapter tests start a private redis-server"
+    return "redis: no REDIS_URL, no redis-server; the Redis-adapter tests run against fakeredis"

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis
 from asgi_lifespan import LifespanManager
 from dependency_injector import providers
 
@@ -128,3 +132,89 @@ def pair(tmp_path: Path) -> Callable[..., object]:
                 yield gateway, backend
 
     return start
+
+
+# --- Redis for the Redis-adapter tests ----------------------------------------------------------
+# With REDIS_URL set, that server must answer (CI sets it; a silent fallback would hide a broken
+# setup). Without it, a private redis-server is started on a free port when the binary is there,
+# else a fakeredis server with Lua support (the last resort: its threaded TCP server is slower
+# and less faithful under concurrent load). Either way every test talks to Redis over a socket.
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        except redis.RedisError as error:
+            pytest.fail(f"REDIS_URL={url} does not answer: {error}")
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary:
+        yield from _private_redis_server(binary, tmp_path_factory.mktemp("redis"))
+        return
+    port = free_port()
+    server = _serial_fake_redis_server(port)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _private_redis_server(binary: str, directory: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free port, for machines with Redis installed but no URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _serial_fake_redis_server(port: int) -> Any:
+    """A fakeredis TCP server that runs one command at a time, as Redis does.
+
+    fakeredis serves each connection on its own thread and does not run Lua scripts atomically
+    across them; real Redis executes commands one after another. One lock around command
+    execution gives the fake the same atomicity, so the replica tests mean the same on both.
+    """
+    from fakeredis import TcpFakeServer
+    from fakeredis._clients._tcp_server import TCPFakeRequestHandler
+
+    execution = threading.Lock()
+
+    class SerialHandler(TCPFakeRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            fake_socket = self.current_client.get_socket()
+            send = fake_socket.sendall
+
+            def sendall(data: bytes) -> None:
+                with execution:
+                    send(data)
+
+            fake_socket.sendall = sendall
+
+    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    server.RequestHandlerClass = SerialHandler
+    return server

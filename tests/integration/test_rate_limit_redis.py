@@ -1,0 +1,188 @@
+"""The Redis storage's own promises: scripts, keys, outages, and replicas sharing one limit."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from adapters.backend_client.fake import FakeUpstream
+from adapters.observability import get_logger
+from adapters.rate_limit.redis_store import RedisRateLimiter
+from domain.errors import RateLimitStoreUnavailable
+from domain.rate_limit import RateLimitAlgorithm, RateLimitPolicy
+from tests.integration.conftest import free_port, gateway_in_process, service
+
+pytestmark = pytest.mark.redis
+
+
+def limiter_at(url: str, limit: int = 5, timeout: float = 0.05) -> RedisRateLimiter:
+    policy = RateLimitPolicy(limit, 60.0, RateLimitAlgorithm.SLIDING_LOG)
+    return RedisRateLimiter.from_url(
+        url, policy, f"t:{uuid.uuid4().hex}:", timeout, get_logger("t")
+    )
+
+
+@asynccontextmanager
+async def opened(limiter: RedisRateLimiter) -> AsyncIterator[RedisRateLimiter]:
+    try:
+        yield limiter
+    finally:
+        await limiter.aclose()
+
+
+async def test_noscript_after_script_flush_is_recovered(redis_url: str) -> None:
+    async with opened(limiter_at(redis_url)) as limiter:
+        assert (await limiter.allow_request("a")).remaining == 4
+        client = aioredis.Redis.from_url(redis_url)
+        await client.script_flush()
+        await client.aclose()
+        assert (await limiter.allow_request("a")).remaining == 3
+
+
+async def test_members_are_unique_and_keys_expire_with_the_window(redis_url: str) -> None:
+    async with opened(limiter_at(redis_url, limit=100, timeout=2.0)) as limiter:
+        await asyncio.gather(*(limiter.allow_request("same") for _ in range(60)))
+        client = aioredis.Redis.from_url(redis_url)
+        key = limiter.key("same")
+        count, ttl = await client.zcard(key), await client.pttl(key)
+        await client.aclose()
+    assert count == 60
+    assert 0 < ttl <= 60_000
+    assert key.endswith("{same}")
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """Accepts connections and never answers: a Redis that hangs."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.parametrize("fault", ["down", "hanging"])
+async def test_storage_faults_are_reported_within_the_timeout(fault: str) -> None:
+    with silent_server() as hanging_url:
+        url = hanging_url if fault == "hanging" else f"redis://127.0.0.1:{free_port()}/0"
+        async with opened(limiter_at(url, timeout=0.05)) as limiter:
+            for _ in range(3):
+                started = time.monotonic()
+                with pytest.raises(RateLimitStoreUnavailable):
+                    await limiter.allow_request("a")
+                assert time.monotonic() - started < 0.05 + 0.1
+
+
+@pytest.mark.parametrize(("fail_open", "status"), [(True, 200), (False, 503)])
+async def test_gateway_fails_open_or_closed_when_redis_is_down(
+    fail_open: bool, status: int
+) -> None:
+    async with gateway_in_process(
+        FakeUpstream(),
+        rate_limit_storage_url=f"redis://127.0.0.1:{free_port()}/0",
+        rate_limit_fail_open=fail_open,
+    ) as gw:
+        started = time.monotonic()
+        answers = [await gw.client.get("/api/v1/data") for _ in range(3)]
+        elapsed = time.monotonic() - started
+        metrics = (await gw.client.get("/metrics")).json()
+    assert [a.status_code for a in answers] == [status] * 3
+    assert elapsed < 3 * (0.05 + 0.1)
+    assert metrics["rate_limit_store_errors"] == 3
+    if not fail_open:
+        assert answers[0].json()["type"].endswith("rate-limit-unavailable")
+
+
+async def test_recovers_by_itself_when_redis_comes_back(redis_url: str) -> None:
+    host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+    front = free_port()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async with opened(limiter_at(f"redis://127.0.0.1:{front}/0", timeout=0.5)) as limiter:
+        with pytest.raises(RateLimitStoreUnavailable):
+            await limiter.allow_request("a")  # nothing listens yet: Redis is "down"
+        server = await asyncio.start_server(forward, "127.0.0.1", front)
+        try:
+            decision = await limiter.allow_request("a")
+        finally:
+            server.close()
+    assert decision.allowed
+
+
+def test_two_gateway_processes_share_exactly_one_limit(redis_url: str, tmp_path: Path) -> None:
+    backend_env = {"FLAKY_FAILURE_RATE": "0", "FLAKY_SLOW_RATE": "0"}
+    with service("flaky-backend", backend_env, tmp_path) as backend:
+        env = {
+            "BACKEND_URL": backend.url,
+            "RATE_LIMIT_STORAGE_URL": redis_url,
+            "RATE_LIMIT_KEY_PREFIX": f"replicas:{uuid.uuid4().hex}:",
+            "RATE_LIMIT_REQUESTS_PER_WINDOW": "5",
+            "RATE_LIMIT_STORAGE_TIMEOUT_SECONDS": "1",
+            "RATE_LIMIT_FAIL_OPEN": "false",
+            "TRUSTED_PROXIES": "127.0.0.1/32",
+        }
+        with (
+            service("resilient-gateway", env, tmp_path) as a,
+            service("resilient-gateway", env, tmp_path) as b,
+        ):
+            urls = (a.url, b.url)
+            sequential = [
+                httpx.get(
+                    f"{urls[n % 2]}/api/v1/data", headers={"X-Forwarded-For": "198.51.100.1"}
+                ).status_code
+                for n in range(10)
+            ]
+            burst = asyncio.run(burst_through(urls, "198.51.100.2", 20))
+    assert sequential == [200] * 5 + [429] * 5
+    assert burst.count(200) == 5
+    assert burst.count(429) == 15
+
+
+async def burst_through(urls: tuple[str, str], client_address: str, requests: int) -> list[int]:
+    """``requests`` concurrent requests of one client, alternating between two replicas."""
+    headers = {"X-Forwarded-For": client_address}
+    async with httpx.AsyncClient(timeout=10) as client:
+        answers = await asyncio.gather(
+            *(client.get(f"{urls[n % 2]}/api/v1/data", headers=headers) for n in range(requests))
+        )
+    return [answer.status_code for answer in answers]
