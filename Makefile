@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/hot_path.py
 	$(BIN)/python bench/upstream_clients.py
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} $(BIN)/python bench/redis_decisions.py
 
 format: install
 	$(BIN)/ruff format .

@@ -19,12 +19,40 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="resilient-gateway", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (needs a shared rate-limit store)"
+    )
     args = parser.parse_args(argv)
     try:
         settings = GatewaySettings()
     except ValidationError as error:
         print(f"resilient-gateway: {describe_error(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+    if args.workers > 1:
+        if settings.rate_limit_enabled and not settings.shared_rate_limit:
+            print(
+                f"resilient-gateway: --workers {args.workers} with "
+                "RATE_LIMIT_STORAGE_URL=memory:// would give each worker its own counts and "
+                f"silently multiply every client's limit by {args.workers}; set "
+                "RATE_LIMIT_STORAGE_URL=redis://host:6379/0 to share them, or run one worker",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        uvicorn.run(
+            "gateway.asgi:app_from_environment",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            proxy_headers=False,
+            server_header=False,
+            access_log=False,
+            log_config=None,
+            http=ProblemHttpToolsProtocol,
+            timeout_graceful_shutdown=int(settings.request_timeout_seconds) + 1,
+        )
+        return
 
     configure_logging(settings.log_level, settings.log_format)
     container = Container()

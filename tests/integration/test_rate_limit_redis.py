@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -20,7 +22,7 @@ from adapters.observability import get_logger
 from adapters.rate_limit.redis_store import RedisRateLimiter
 from domain.errors import RateLimitStoreUnavailable
 from domain.rate_limit import RateLimitAlgorithm, RateLimitPolicy
-from tests.integration.conftest import free_port, gateway_in_process, service
+from tests.integration.conftest import BIN, free_port, gateway_in_process, service, wait_healthy
 
 pytestmark = pytest.mark.redis
 
@@ -186,3 +188,31 @@ async def burst_through(urls: tuple[str, str], client_address: str, requests: in
             *(client.get(f"{urls[n % 2]}/api/v1/data", headers=headers) for n in range(requests))
         )
     return [answer.status_code for answer in answers]
+
+
+def test_several_workers_share_the_limit_through_redis(redis_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "BACKEND_URL": f"http://127.0.0.1:{free_port()}",
+        "RATE_LIMIT_STORAGE_URL": redis_url,
+        "RATE_LIMIT_KEY_PREFIX": f"workers:{uuid.uuid4().hex}:",
+        "RATE_LIMIT_REQUESTS_PER_WINDOW": "3",
+        "RATE_LIMIT_STORAGE_TIMEOUT_SECONDS": "1",
+        "MAX_RETRIES": "0",
+    }
+    command = [str(BIN / "resilient-gateway"), "--port", str(port), "--workers", "2"]
+    with (tmp_path / "workers.log").open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", process)  # type: ignore[arg-type]
+        statuses = [
+            httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/data", headers={"Connection": "close"}
+            ).status_code
+            for _ in range(8)
+        ]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert statuses.count(429) == 5  # 3 allowed (503: no backend), then refused, across workers

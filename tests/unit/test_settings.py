@@ -128,3 +128,16 @@ def test_contradictory_settings_are_refused_at_start(
     with pytest.raises(ValidationError) as caught:
         GatewaySettings()
     assert named in describe_error(caught.value)
+
+
+def test_several_workers_with_memory_storage_are_refused_with_the_reason() -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--port", "0", "--workers", "2"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    message = done.stderr.strip()
+    assert len(message.splitlines()) == 1
+    assert "multiply" in message
+    assert "RATE_LIMIT_STORAGE_URL=redis://" in message
