@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import uvicorn
 from dependency_injector import providers
@@ -29,6 +30,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"resilient-gateway: {describe_error(error)}", file=sys.stderr)
         raise SystemExit(2) from None
 
+    # uvicorn's own X-Forwarded-For handling is off: TRUSTED_PROXIES alone decides the client.
+    serving: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "proxy_headers": False,
+        "server_header": False,
+        "access_log": False,
+        "log_config": None,
+        "http": ProblemHttpToolsProtocol,
+        "timeout_graceful_shutdown": int(settings.request_timeout_seconds) + 1,
+    }
     if args.workers > 1:
         if settings.rate_limit_enabled and not settings.shared_rate_limit:
             print(
@@ -40,34 +52,14 @@ def main(argv: list[str] | None = None) -> None:
             )
             raise SystemExit(2)
         uvicorn.run(
-            "gateway.asgi:app_from_environment",
-            factory=True,
-            workers=args.workers,
-            host=args.host,
-            port=args.port,
-            proxy_headers=False,
-            server_header=False,
-            access_log=False,
-            log_config=None,
-            http=ProblemHttpToolsProtocol,
-            timeout_graceful_shutdown=int(settings.request_timeout_seconds) + 1,
+            "gateway.asgi:app_from_environment", factory=True, workers=args.workers, **serving
         )
         return
 
     configure_logging(settings.log_level, settings.log_format)
     container = Container()
     container.settings.override(providers.Object(settings))
-    config = uvicorn.Config(
-        container.app(),
-        host=args.host,
-        port=args.port,
-        proxy_headers=False,
-        server_header=False,
-        access_log=False,
-        log_config=None,
-        http=ProblemHttpToolsProtocol,
-        timeout_graceful_shutdown=int(settings.request_timeout_seconds) + 1,
-    )
+    config = uvicorn.Config(container.app(), **serving)
     server = GracefulServer(config)
     server.run()
     if not server.started:

@@ -96,13 +96,7 @@ class GatewaySettings(BaseSettings):
     @field_validator("backend_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as error:
-            raise ValueError(f"has an invalid port ({error})") from None
+        _check_url(value, ("http", "https"), "must be an http:// or https:// URL with a host")
         return value.rstrip("/")
 
     @field_validator("rate_limit_storage_url")
@@ -110,13 +104,7 @@ class GatewaySettings(BaseSettings):
     def _check_storage_url(cls, value: str) -> str:
         if value == "memory://":
             return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError("must be memory:// or a redis:// or rediss:// URL with a host")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as error:
-            raise ValueError(f"has an invalid port ({error})") from None
+        _check_url(value, ("redis", "rediss"), "must be memory:// or a redis:// or rediss:// URL")
         return value
 
     @property
@@ -188,6 +176,16 @@ class GatewaySettings(BaseSettings):
                 f"BACKEND_TIMEOUT_SECONDS ({self.backend_timeout_seconds:g})"
             )
         return self
+
+
+def _check_url(value: str, schemes: tuple[str, ...], message: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(message)
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as error:
+        raise ValueError(f"has an invalid port ({error})") from None
 
 
 def describe_error(error: ValidationError) -> str:

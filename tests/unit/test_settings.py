@@ -54,6 +54,10 @@ def test_lists_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None
         ("RECOVERY_TIMEOUT_SECONDS", "-5"),
         ("BACKOFF_MULTIPLIER", "0.5"),
         ("RATE_LIMIT_ENABLED", "maybe"),
+        ("RATE_LIMIT_STORAGE_URL", "memcached://host"),
+        ("RATE_LIMIT_STORAGE_URL", "redis://host:notaport/0"),
+        ("RATE_LIMIT_STORAGE_URL", "redis://"),
+        ("RATE_LIMIT_ALGORITHM", "token_bucket"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(
