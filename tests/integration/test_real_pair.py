@@ -139,3 +139,10 @@ def test_upstream_retry_after_is_waited_for_or_passed_on(pair: Callable[..., Any
     assert passed_on.headers["retry-after"] == "60"
     assert passed_on.json()["stopped_by"] == "upstream_retry_after"
     assert passed_on_seconds < 1.0
+
+
+def test_answers_carry_one_date_header(pair: Callable[..., Any]) -> None:
+    with pair() as (gateway, _):
+        answer = httpx.get(f"{gateway.url}/api/v1/data")
+    assert answer.status_code == 200
+    assert len(answer.headers.get_list("date")) == 1

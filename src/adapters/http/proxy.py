@@ -30,6 +30,8 @@ from domain.ports import UpstreamRequest
 from domain.rate_limit import RateLimitDecision
 
 _NOT_FORWARDED = HOP_BY_HOP | {"x-request-id", "x-forwarded-for"}
+# The server writes its own Date and Server headers; the upstream's would make duplicates.
+_NOT_PASSED_BACK = _NOT_FORWARDED | {"date", "server"}
 
 
 def rate_limit_headers(
@@ -105,7 +107,7 @@ def to_response(result: ForwardResult, request_id: str, policy: str, window: flo
             response.raw_headers.extend(
                 (name.encode("latin-1"), value.encode("latin-1"))
                 for name, value in upstream.headers
-                if name.lower() not in _NOT_FORWARDED
+                if name.lower() not in _NOT_PASSED_BACK
             )
         case RateLimited(rate_limit=decision):
             response = problem_response(
