@@ -113,9 +113,6 @@ def service(
             process.wait()
 
 
-StartPair = Callable[..., "contextmanager[tuple[Service, Service]]"]
-
-
 @pytest.fixture
 def pair(tmp_path: Path) -> Callable[..., object]:
     """Start the flaky backend and the gateway in front of it as real processes."""
