@@ -51,6 +51,50 @@ async def test_noscript_after_script_flush_is_recovered(redis_url: str) -> None:
         assert (await limiter.allow_request("a")).remaining == 3
 
 
+async def test_noscript_in_a_concurrent_batch_is_recovered_for_every_decision(
+    redis_url: str,
+) -> None:
+    async with opened(limiter_at(redis_url, limit=30, timeout=2.0)) as limiter:
+        await limiter.allow_request("warm")
+        client = aioredis.Redis.from_url(redis_url)
+        await client.script_flush()
+        await client.aclose()
+        decisions = await asyncio.gather(*(limiter.allow_request("b") for _ in range(50)))
+    assert sum(d.allowed for d in decisions) == 30
+    assert sorted(d.remaining for d in decisions if d.allowed) == list(range(30))
+
+
+async def test_a_burst_far_above_the_connection_bound_is_decided_not_refused(
+    redis_url: str,
+) -> None:
+    """1,000 decisions at once share two connections' round trips; none fails for want of one."""
+    policy = RateLimitPolicy(100, 60.0, RateLimitAlgorithm.SLIDING_LOG)
+    limiter = RedisRateLimiter.from_url(
+        redis_url, policy, f"t:{uuid.uuid4().hex}:", 2.0, get_logger("t"), max_batches_in_flight=2
+    )
+    async with opened(limiter):
+        decisions = await asyncio.gather(
+            *(limiter.allow_request(f"c{n % 5}") for n in range(1_000))
+        )
+    assert sum(d.allowed for d in decisions) == 500  # 100 for each of the 5 clients
+
+
+async def test_a_caller_that_gives_up_does_not_disturb_the_others(redis_url: str) -> None:
+    async with opened(limiter_at(redis_url, limit=100, timeout=2.0)) as limiter:
+        calls = [asyncio.create_task(limiter.allow_request("d")) for _ in range(40)]
+        await asyncio.sleep(0)  # every call is queued and waiting for its reply
+        for call in calls[::2]:
+            call.cancel()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        after = await limiter.allow_request("d")
+    survivors = [r for r in results if not isinstance(r, BaseException)]
+    assert len(survivors) == 20
+    assert all(d.allowed for d in survivors)
+    assert after.allowed
+    # The abandoned half may or may not have reached Redis before they gave up.
+    assert 100 - 40 - 1 <= after.remaining <= 100 - 20 - 1
+
+
 async def test_members_are_unique_and_keys_expire_with_the_window(redis_url: str) -> None:
     async with opened(limiter_at(redis_url, limit=100, timeout=2.0)) as limiter:
         await asyncio.gather(*(limiter.allow_request("same") for _ in range(60)))

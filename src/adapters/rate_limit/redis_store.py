@@ -6,6 +6,13 @@ own clock (``TIME``), so replicas with skewed clocks agree. Keys are ``{prefix}{
 hash tag puts each client's key in one Redis Cluster slot. Members of the log are
 ``<microseconds>-<process token>-<sequence>``, unique even for two requests in one microsecond.
 
+Decisions made while a round trip is on the wire are not sent one by one: they queue, and the
+next round trip carries all of them as one pipeline (``EVALSHA`` per decision, no transaction;
+each script is atomic on its own). At one request in flight a decision goes alone; under load,
+many share a write and a read. This keeps the connections to Redis bounded by
+``max_batches_in_flight`` however many requests arrive at once, and the system calls per
+decision falling as load rises.
+
 A Redis error, or a decision slower than ``timeout_seconds``, raises
 ``RateLimitStoreUnavailable``; the use case then fails open or closed as configured. Failures
 and the recovery after them are logged once per change, not once per request.
@@ -20,7 +27,7 @@ import uuid
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from domain.errors import RateLimitStoreUnavailable
 from domain.rate_limit import RateLimitAlgorithm, RateLimitDecision, RateLimitPolicy
@@ -96,6 +103,7 @@ class RedisRateLimiter:
         key_prefix: str,
         timeout_seconds: float,
         logger: Any,
+        max_batches_in_flight: int = 4,
     ) -> None:
         self._client = client
         self._policy = policy
@@ -108,6 +116,10 @@ class RedisRateLimiter:
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._sequence = itertools.count()
         self._failing = False
+        self._queue: list[_Pending] = []
+        self._batches_in_flight = 0
+        self._max_batches = max_batches_in_flight
+        self._senders: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(
@@ -117,15 +129,17 @@ class RedisRateLimiter:
         key_prefix: str,
         timeout_seconds: float,
         logger: Any,
-        pool_size: int = 100,
+        max_batches_in_flight: int = 4,
     ) -> RedisRateLimiter:
+        # One connection per batch in flight, plus one spare for a sender still giving its
+        # connection back; decisions wait in the queue, never for a connection.
         client = redis.Redis.from_url(
             url,
-            max_connections=pool_size,
+            max_connections=max_batches_in_flight + 1,
             socket_connect_timeout=max(timeout_seconds, 0.1),
             health_check_interval=30,
         )
-        return cls(client, policy, key_prefix, timeout_seconds, logger)
+        return cls(client, policy, key_prefix, timeout_seconds, logger, max_batches_in_flight)
 
     @property
     def policy(self) -> RateLimitPolicy:
@@ -142,11 +156,13 @@ class RedisRateLimiter:
         args: list[Any] = [self._limit, self._window_us]
         if self._policy.algorithm is RateLimitAlgorithm.SLIDING_LOG:
             args.append(f"{self._token}-{next(self._sequence)}")
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((self.key(client_id), args, reply))
+        if self._batches_in_flight < self._max_batches:
+            self._start_sender()
         try:
             async with asyncio.timeout(self._timeout):
-                allowed, remaining, reset_us, wait_us = await self._script(
-                    keys=[self.key(client_id)], args=args
-                )
+                allowed, remaining, reset_us, wait_us = await reply
         except (TimeoutError, RedisError, OSError) as error:
             if not self._failing:
                 self._failing = True
@@ -161,5 +177,63 @@ class RedisRateLimiter:
             bool(allowed), self._limit, int(remaining), reset_us / 1e6, wait_us / 1e6
         )
 
+    def _start_sender(self) -> None:
+        self._batches_in_flight += 1
+        task = asyncio.create_task(self._send_batches())
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    async def _send_batches(self) -> None:
+        """Send what has queued, in one round trip, until the queue is empty."""
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                batch = [pending for pending in batch if not pending[2].done()]
+                if batch:
+                    await self._send(batch)
+        finally:
+            self._batches_in_flight -= 1
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        try:
+            # Bounded like a decision, so a hung Redis frees this sender (redis-py drops the
+            # connection it cancels) instead of holding it for ever.
+            async with asyncio.timeout(self._timeout):
+                replies = await self._pipeline(batch)
+                missing = [n for n, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                if missing:  # SCRIPT FLUSH or a failover: load it again, resend those.
+                    await self._client.script_load(self._script.script)
+                    again = await self._pipeline([batch[n] for n in missing])
+                    for n, reply in zip(missing, again, strict=True):
+                        replies[n] = reply
+        except BaseException as error:  # every waiter must hear of it
+            failure = error if isinstance(error, Exception) else ConnectionError("cancelled")
+            for _, _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(failure)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (_, _, waiter), reply in zip(batch, replies, strict=True):
+            if waiter.done():
+                continue
+            if isinstance(reply, Exception):
+                waiter.set_exception(reply)
+            else:
+                waiter.set_result(reply)
+
+    async def _pipeline(self, batch: list[_Pending]) -> list[Any]:
+        sha = self._script.sha
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, args, _ in batch:
+                pipe.evalsha(sha, 1, key, *args)
+            return await pipe.execute(raise_on_error=False)
+
     async def aclose(self) -> None:
+        for task in list(self._senders):
+            task.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
         await self._client.aclose()
+
+
+_Pending = tuple[str, list[Any], "asyncio.Future[Any]"]
