@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -26,7 +27,7 @@ from adapters.http.openapi import (
     proxy_route_responses,
 )
 from adapters.http.problems import problem_response
-from adapters.http.proxy import make_proxy_endpoint
+from adapters.http.proxy import ProxyEndpoint, ProxyRoutes
 from adapters.metrics.counters import HttpMetrics, RouteCounters
 from adapters.metrics.prometheus import RouteView, exposition, new_registry
 from application.forward import ForwardRequest
@@ -75,17 +76,22 @@ def create_app(
     views = [route_view(proxied) for proxied in routes]
     registry = new_registry(views, http_metrics)
 
+    fast_routes: list[tuple[str, set[str], ProxyEndpoint]] = []
     for proxied in routes:
         route = proxied.forward.route
+        endpoint = ProxyEndpoint(proxied.forward, identity)
         app.add_api_route(
             route.path,
-            make_proxy_endpoint(proxied.forward, identity),
+            endpoint.endpoint,
             methods=list(route.methods),
             name=route.name,
             summary=f"Proxy to the upstream's {route.upstream_path}",
             responses=proxy_route_responses(),
             response_class=Response,
         )
+        registered = app.router.routes[-1]
+        assert isinstance(registered, APIRoute)
+        fast_routes.append((route.path, registered.methods or set(), endpoint))
 
     @app.get("/health", summary="Liveness of the gateway itself")
     async def health() -> dict[str, str]:
@@ -106,6 +112,8 @@ def create_app(
 
     _install_problem_handlers(app)
     _add_problem_schema(app)
+    # Added first, so it runs inside the request context: ids, logs and metrics stay the same.
+    app.add_middleware(ProxyRoutes, routes=fast_routes)
     app.add_middleware(
         RequestContextMiddleware, clock=clock, http_metrics=http_metrics, logger=logger
     )

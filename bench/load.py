@@ -1,0 +1,338 @@
+"""The gateway under real load, beside the backend itself and the simplest alternative.
+
+On loopback, this starts three servers as their own processes:
+
+- ``direct``: the flaky backend, failures and slowness off;
+- ``gateway``: the gateway in front of it, configured as in production (rate limiting on with a
+  limit too high to trigger, breaker, retries, retry budget, bulkhead, metrics, and one JSON log
+  line per request written to a file);
+- ``baseline``: ``bench/baseline_proxy.py``, a bare FastAPI route with one ``httpx.AsyncClient``.
+
+Each is loaded in turn with ``wrk`` at 1 and at 32 connections, alternating, for several rounds;
+the median round is reported. CPU per request is read from ``/proc/<pid>/stat`` (user + system,
+children included) of the server under load and of the backend behind it. The table is printed
+and written to ``bench/results/latest.md``.
+
+    .venv/bin/python bench/load.py [--rounds 3] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "results" / "latest.md"
+TICKS = os.sysconf("SC_CLK_TCK")
+CONNECTIONS = (1, 32)
+TARGETS = ("direct", "gateway", "baseline")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system time of ``pid`` and its waited-for children (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command: state is fields[0]; utime, stime, cutime, cstime are fields 11-14.
+    return sum(int(value) for value in fields[11:15]) / TICKS
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"bench: {url} exited with {process.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"bench: {url} did not answer within {timeout:.0f} s")
+
+
+@contextmanager
+def server(
+    command: list[str], env: dict[str, str], health_url: str, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_healthy(health_url, process)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("bench: wrk is missing; installing Debian's package", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        subprocess.run([*sudo, *step], check=True, stdout=subprocess.DEVNULL)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("bench: could not install wrk (apt-get install wrk)")
+    return found
+
+
+@dataclass(frozen=True)
+class Run:
+    requests: int
+    seconds: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    server_cpu: float
+    backend_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def server_us(self) -> float:
+        return self.server_cpu / self.requests * 1e6
+
+    @property
+    def backend_us(self) -> float:
+        return self.backend_cpu / self.requests * 1e6
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_latency(text: str, percentile: str) -> float:
+    match = re.search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
+    if not match:
+        raise SystemExit(f"bench: no {percentile}% latency in wrk's output:\n{text}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def parse_wrk(text: str) -> tuple[int, float, int]:
+    """Requests, seconds, and non-2xx answers plus socket errors, from wrk's summary."""
+    match = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", text)
+    if not match:
+        raise SystemExit(f"bench: unexpected wrk output:\n{text}")
+    seconds = float(match[2]) / (1000 if match[3] == "ms" else 1)
+    errors = 0
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if non_2xx:
+        errors += int(non_2xx[1])
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return int(match[1]), seconds, errors
+
+
+def load(wrk: str, url: str, connections: int, seconds: int, pids: tuple[int, int]) -> Run:
+    server_pid, backend_pid = pids
+    before = cpu_seconds(server_pid), cpu_seconds(backend_pid)
+    output = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    after = cpu_seconds(server_pid), cpu_seconds(backend_pid)
+    requests, elapsed, errors = parse_wrk(output)
+    return Run(
+        requests,
+        elapsed,
+        errors,
+        parse_latency(output, "50"),
+        parse_latency(output, "99"),
+        after[0] - before[0],
+        after[1] - before[1],
+    )
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The round with the median throughput (a real round, not a mix of rounds)."""
+    ordered = sorted(runs, key=lambda run: run.rate)
+    return ordered[len(ordered) // 2]
+
+
+def ratio(value: float, reference: float) -> str:
+    return f"{value / reference:.2f}x" if reference else "-"
+
+
+def table(results: dict[tuple[str, int], list[Run]]) -> str:
+    lines = [
+        "| target | conns | req/s | x direct | p50 ms | p99 ms | p99 - direct ms "
+        "| server CPU µs/req | x direct | backend CPU µs/req | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for connections in CONNECTIONS:
+        direct = median_run(results["direct", connections])
+        for target in TARGETS:
+            run = median_run(results[target, connections])
+            backend = "-" if target == "direct" else f"{run.backend_us:,.0f}"
+            lines.append(
+                f"| {target} | {connections} | {run.rate:,.0f} | {ratio(run.rate, direct.rate)} "
+                f"| {run.p50_ms:.2f} | {run.p99_ms:.2f} | {run.p99_ms - direct.p99_ms:+.2f} "
+                f"| {run.server_us:,.0f} | {ratio(run.server_us, direct.server_us)} "
+                f"| {backend} | {sum(r.errors for r in results[target, connections])} |"
+            )
+    return "\n".join(lines)
+
+
+def describe_machine(wrk: str) -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout
+    first = (version.splitlines() or ["wrk"])[0]
+    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {first.strip()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    ports = {target: free_port() for target in TARGETS}
+    backend_url = f"http://127.0.0.1:{ports['direct']}"
+    urls = {
+        "direct": f"{backend_url}/flaky-data",
+        "gateway": f"http://127.0.0.1:{ports['gateway']}/api/v1/data",
+        "baseline": f"http://127.0.0.1:{ports['baseline']}/api/v1/data",
+    }
+    started = time.monotonic()
+    logs = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    with ExitStack() as stack:
+        backend = stack.enter_context(
+            server(
+                [str(BIN / "flaky-backend"), "--port", str(ports["direct"])],
+                {"FLAKY_FAILURE_RATE": "0", "FLAKY_SLOW_RATE": "0", "LOG_LEVEL": "WARNING"},
+                f"{backend_url}/health",
+                logs / "backend.log",
+            )
+        )
+        gateway = stack.enter_context(
+            server(
+                [str(BIN / "resilient-gateway"), "--port", str(ports["gateway"])],
+                {
+                    "BACKEND_URL": backend_url,
+                    "RATE_LIMIT_ENABLED": "true",
+                    "RATE_LIMIT_REQUESTS_PER_WINDOW": "10000000",
+                    "LOG_LEVEL": "INFO",
+                    "LOG_FORMAT": "json",
+                },
+                f"http://127.0.0.1:{ports['gateway']}/health",
+                logs / "gateway.log",
+            )
+        )
+        baseline = stack.enter_context(
+            server(
+                [
+                    str(BIN / "uvicorn"),
+                    "bench.baseline_proxy:app",
+                    "--port",
+                    str(ports["baseline"]),
+                    "--no-access-log",
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                    "--log-level",
+                    "warning",
+                ],
+                {"BACKEND_URL": backend_url},
+                f"http://127.0.0.1:{ports['baseline']}/api/v1/data",
+                logs / "baseline.log",
+            )
+        )
+        pids = {
+            "direct": (backend.pid, backend.pid),
+            "gateway": (gateway.pid, backend.pid),
+            "baseline": (baseline.pid, backend.pid),
+        }
+        for target in TARGETS:  # connections, pools and caches warm before anything counts
+            load(wrk, urls[target], 32, args.warmup, pids[target])
+        results: dict[tuple[str, int], list[Run]] = {
+            (target, connections): [] for target in TARGETS for connections in CONNECTIONS
+        }
+        for round_number in range(args.rounds):
+            for connections in CONNECTIONS:
+                for target in TARGETS:
+                    run = load(wrk, urls[target], connections, args.seconds, pids[target])
+                    results[target, connections].append(run)
+                    print(
+                        f"round {round_number + 1}/{args.rounds} {target:8} c={connections:<2}"
+                        f" {run.rate:8,.0f} req/s  p99 {run.p99_ms:6.2f} ms"
+                        f"  server {run.server_us:5,.0f} µs/req",
+                        flush=True,
+                    )
+        log_lines = sum(1 for _ in (logs / "gateway.log").open("rb"))
+    elapsed = time.monotonic() - started
+    report = "\n".join(
+        [
+            "# Load benchmark (`make bench`, `bench/load.py`)",
+            "",
+            f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {describe_machine(wrk)}; "
+            f"{args.rounds} rounds of {args.seconds:g} s per row, alternating targets, median "
+            f"round shown; wrk -t1 on the same machine as the servers; {elapsed:.0f} s in all.",
+            "",
+            table(results),
+            "",
+            "`direct` is the flaky backend (failures off), `gateway` the gateway in front of it "
+            "with every feature on, `baseline` a bare FastAPI route with one httpx.AsyncClient. "
+            "Server CPU is the process under load (user + system, children included, from "
+            "/proc); backend CPU is the backend's share of the same requests. The gateway wrote "
+            f"{log_lines:,} JSON log lines during the run.",
+            "",
+        ]
+    )
+    print()
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    print(
+        f"written to {args.output.relative_to(ROOT) if args.output.is_absolute() else args.output}"
+    )
+
+
+if __name__ == "__main__":
+    main()
