@@ -16,6 +16,7 @@ import random
 from dependency_injector import containers, providers
 
 from adapters.backend_client.aiohttp_upstream import AiohttpUpstream
+from adapters.backend_client.httptools_upstream import HttptoolsUpstream
 from adapters.clock.system import SystemClock
 from adapters.http.app import ProxiedRoute, create_app
 from adapters.http.client_identity import ClientIdentity
@@ -67,10 +68,18 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(GatewaySettings)
     clock = providers.Singleton(SystemClock)
 
-    upstream = providers.Singleton(
-        AiohttpUpstream,
-        base_url=settings.provided.backend_url,
-        pool_size=settings.provided.upstream_pool_size,
+    upstream = providers.Selector(
+        settings.provided.upstream_client,
+        httptools=providers.Singleton(
+            HttptoolsUpstream,
+            base_url=settings.provided.backend_url,
+            pool_size=settings.provided.upstream_pool_size,
+        ),
+        aiohttp=providers.Singleton(
+            AiohttpUpstream,
+            base_url=settings.provided.backend_url,
+            pool_size=settings.provided.upstream_pool_size,
+        ),
     )
 
     http_metrics = providers.Singleton(HttpMetrics)

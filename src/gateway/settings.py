@@ -29,6 +29,8 @@ class GatewaySettings(BaseSettings):
     """Deadline of a whole client request: attempts and backoff sleeps together."""
     upstream_pool_size: int = Field(100, ge=1, le=10_000)
     """Most connections kept open to the upstream."""
+    upstream_client: Literal["httptools", "aiohttp"] = "httptools"
+    """HTTP client adapter for the upstream: ``httptools`` (lean, the default) or ``aiohttp``."""
 
     failure_threshold: int = Field(5, ge=1, le=10_000)
     """Consecutive failed attempts that open the circuit breaker."""

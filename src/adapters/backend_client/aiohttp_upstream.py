@@ -17,27 +17,10 @@ import asyncio
 import aiohttp
 from yarl import URL
 
+from adapters.backend_client.hop_by_hop import HOP_BY_HOP
 from adapters.clock.http_dates import parse_retry_after
 from domain.errors import UpstreamTimeout, UpstreamUnavailable
 from domain.ports import Headers, UpstreamRequest, UpstreamResponse
-
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
-"""Headers that describe one connection, not the message; never forwarded either way."""
 
 
 class AiohttpUpstream:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.backend_client.aiohttp_upstream import HOP_BY_HOP
+from adapters.backend_client.hop_by_hop import HOP_BY_HOP
 from adapters.http.client_identity import ClientIdentity
 from adapters.http.context import context_of, request_id_of
 from adapters.http.problems import problem_response, retry_after_header
