@@ -45,12 +45,16 @@ class InProcessGateway:
 
 @asynccontextmanager
 async def gateway_in_process(
-    upstream: FakeUpstream | None = None, client_host: str = "203.0.113.1", **settings: object
+    upstream: FakeUpstream | None = None,
+    client_host: str = "203.0.113.1",
+    methods: tuple[str, ...] = ("GET",),
+    **settings: object,
 ) -> AsyncIterator[InProcessGateway]:
     """The real app and wiring, with a fake clock and a scripted upstream."""
     clock = FakeClock()
     upstream = upstream or FakeUpstream()
     container = Container()
+    container.route.add_kwargs(methods=methods)
     container.settings.override(providers.Object(GatewaySettings(_env_file=None, **settings)))  # type: ignore[arg-type]
     container.clock.override(providers.Object(clock))
     container.upstream.override(providers.Object(upstream))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -120,6 +122,28 @@ async def test_non_retryable_status_and_body_pass_unchanged(status: int) -> None
         answer = await gw.client.get("/api/v1/data")
     assert (answer.status_code, answer.content) == (status, b"upstream says no")
     assert len(upstream.calls) == 1
+
+
+async def test_a_body_sent_in_chunks_reaches_the_upstream_whole() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"first,", b"second,", b"third"):
+            yield part
+
+    async with gateway_in_process(methods=("GET", "POST")) as gw:
+        answer = await gw.client.post("/api/v1/data?x=1", content=chunks())
+    assert answer.status_code == 200
+    request, _ = gw.upstream.calls[0]
+    assert (request.method, request.query, request.body) == ("POST", "x=1", b"first,second,third")
+
+
+async def test_only_the_exact_path_and_methods_are_proxied() -> None:
+    async with gateway_in_process() as gw:
+        slash = await gw.client.get("/api/v1/data/", follow_redirects=False)
+        post = await gw.client.post("/api/v1/data", content=b"x")
+    assert slash.status_code in (307, 404)
+    assert post.status_code == 405
+    assert post.headers["allow"] == "GET"
+    assert gw.upstream.calls == []
 
 
 @pytest.mark.parametrize(
