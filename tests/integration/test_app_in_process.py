@@ -46,6 +46,14 @@ async def test_request_id_is_kept_when_well_formed_and_sent_upstream() -> None:
     assert len(bad.headers["x-request-id"]) == 32
 
 
+async def test_new_request_ids_are_distinct_hex() -> None:
+    async with gateway_in_process() as gw:
+        answers = [await gw.client.get("/health") for _ in range(300)]
+    ids = [answer.headers["x-request-id"] for answer in answers]
+    assert len(set(ids)) == 300
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
 async def test_over_the_limit_gives_429_problem_with_retry_after() -> None:
     async with gateway_in_process(
         rate_limit_requests_per_window=2, rate_limit_window_seconds=60

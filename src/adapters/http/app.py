@@ -72,6 +72,9 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         responses=gateway_error_responses(),
+        # The gateway reports through its own Prometheus metrics and logs; FastAPI's
+        # OpenTelemetry hooks would look up providers and the environment on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     views = [route_view(proxied) for proxied in routes]
     registry = new_registry(views, http_metrics)

@@ -19,8 +19,9 @@ for it; an exception that escaped everything as 500.
 
 from __future__ import annotations
 
+import itertools
 import re
-import uuid
+import secrets
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,6 +67,10 @@ class RequestContextMiddleware:
         self._clock = clock
         self._metrics = http_metrics
         self._log = logger
+        # New ids: 64 random bits per process, then a counter; unique without a system call
+        # for randomness on every request (uuid4 was 2 % of the gateway's CPU).
+        self._id_prefix = f"{secrets.randbits(64):016x}"
+        self._id_sequence = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,7 +84,7 @@ class RequestContextMiddleware:
             if name == _HEADER and request_id is None and _WELL_FORMED.fullmatch(value):
                 request_id = value.decode("ascii")
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = f"{self._id_prefix}{next(self._id_sequence):016x}"
         state: dict[str, Any] = {"request_id": request_id}
         scope[_CONTEXT_KEY] = state
         encoded = request_id.encode("ascii")
