@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GATEWAY_PORT ?= 8000
 BACKEND_PORT ?= 8001
 
-.PHONY: install run test unit integration lint deploy-check verify-native format bench clean
+.PHONY: install run test unit integration lint deploy-check verify-native format bench bench-more clean
 
 install: $(VENV)/.installed
 
@@ -44,13 +44,20 @@ deploy-check: install
 verify-native: install
 	$(BIN)/python deploy/run_native.py
 
-# Measurements, not tests: the gateway's in-process cost with and without request logs, and
-# the CPU per request of the candidate upstream clients (see bench/README.md).
+# Measurements, not tests (see bench/README.md). The load table (wrk: direct, gateway, baseline; writes bench/results/latest.md), the domain's
+# decisions, and the Redis limiter's; under three minutes on 2 cores.
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python bench/hot_path.py
-	$(BIN)/python bench/upstream_clients.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/domain_decisions.py
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} $(BIN)/python bench/redis_decisions.py
+
+# What chose the upstream client, the in-process cost of the request log, and a py-spy profile.
+bench-more: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/upstream_clients.py
+	$(BIN)/python bench/hot_path.py
+	$(BIN)/python bench/profile.py
 
 format: install
 	$(BIN)/ruff format .

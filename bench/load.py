@@ -5,7 +5,8 @@ On loopback, this starts three servers as their own processes:
 - ``direct``: the flaky backend, failures and slowness off;
 - ``gateway``: the gateway in front of it, configured as in production (rate limiting on with a
   limit too high to trigger, breaker, retries, retry budget, bulkhead, metrics, and one JSON log
-  line per request written to a file);
+  line per request written to a file), with its default upstream client (httptools);
+- ``gateway-aiohttp``: the same with ``UPSTREAM_CLIENT=aiohttp``;
 - ``baseline``: ``bench/baseline_proxy.py``, a bare FastAPI route with one ``httpx.AsyncClient``.
 
 Each is loaded in turn with ``wrk`` at 1 and at 32 connections, alternating, for several rounds;
@@ -40,7 +41,7 @@ BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "latest.md"
 TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTIONS = (1, 32)
-TARGETS = ("direct", "gateway", "baseline")
+TARGETS = ("direct", "gateway", "gateway-aiohttp", "baseline")
 
 
 def free_port() -> int:
@@ -227,7 +228,7 @@ def describe_machine(wrk: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -237,6 +238,7 @@ def main() -> None:
     urls = {
         "direct": f"{backend_url}/flaky-data",
         "gateway": f"http://127.0.0.1:{ports['gateway']}/api/v1/data",
+        "gateway-aiohttp": f"http://127.0.0.1:{ports['gateway-aiohttp']}/api/v1/data",
         "baseline": f"http://127.0.0.1:{ports['baseline']}/api/v1/data",
     }
     started = time.monotonic()
@@ -250,20 +252,24 @@ def main() -> None:
                 logs / "backend.log",
             )
         )
-        gateway = stack.enter_context(
-            server(
-                [str(BIN / "resilient-gateway"), "--port", str(ports["gateway"])],
-                {
-                    "BACKEND_URL": backend_url,
-                    "RATE_LIMIT_ENABLED": "true",
-                    "RATE_LIMIT_REQUESTS_PER_WINDOW": "10000000",
-                    "LOG_LEVEL": "INFO",
-                    "LOG_FORMAT": "json",
-                },
-                f"http://127.0.0.1:{ports['gateway']}/health",
-                logs / "gateway.log",
+        gateways = {
+            name: stack.enter_context(
+                server(
+                    [str(BIN / "resilient-gateway"), "--port", str(ports[name])],
+                    {
+                        "BACKEND_URL": backend_url,
+                        "UPSTREAM_CLIENT": client,
+                        "RATE_LIMIT_ENABLED": "true",
+                        "RATE_LIMIT_REQUESTS_PER_WINDOW": "10000000",
+                        "LOG_LEVEL": "INFO",
+                        "LOG_FORMAT": "json",
+                    },
+                    f"http://127.0.0.1:{ports[name]}/health",
+                    logs / f"{name}.log",
+                )
             )
-        )
+            for name, client in (("gateway", "httptools"), ("gateway-aiohttp", "aiohttp"))
+        }
         baseline = stack.enter_context(
             server(
                 [
@@ -286,7 +292,8 @@ def main() -> None:
         )
         pids = {
             "direct": (backend.pid, backend.pid),
-            "gateway": (gateway.pid, backend.pid),
+            "gateway": (gateways["gateway"].pid, backend.pid),
+            "gateway-aiohttp": (gateways["gateway-aiohttp"].pid, backend.pid),
             "baseline": (baseline.pid, backend.pid),
         }
         for target in TARGETS:  # connections, pools and caches warm before anything counts
@@ -318,7 +325,8 @@ def main() -> None:
             table(results),
             "",
             "`direct` is the flaky backend (failures off), `gateway` the gateway in front of it "
-            "with every feature on, `baseline` a bare FastAPI route with one httpx.AsyncClient. "
+            "with every feature on, `gateway-aiohttp` the same with UPSTREAM_CLIENT=aiohttp, "
+            "`baseline` a bare FastAPI route with one httpx.AsyncClient. "
             "Server CPU is the process under load (user + system, children included, from "
             "/proc); backend CPU is the backend's share of the same requests. The gateway wrote "
             f"{log_lines:,} JSON log lines during the run.",

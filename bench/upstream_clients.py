@@ -2,7 +2,8 @@
 
 Starts the backend (failures and slowness off) in its own process, then sends the same number
 of requests at 32 in flight through each client in this process, and prints this process's CPU
-time per request. It is how the choice of ``AiohttpUpstream`` was made; run it with
+time per request. It is how the choice of ``AiohttpUpstream``, then of ``HttptoolsUpstream``,
+was made (the backend's logs are off, so its CPU is not what limits the rate); run it with
 ``.venv/bin/python bench/upstream_clients.py`` (httpx-aiohttp must be installed for that row).
 """
 
@@ -20,6 +21,7 @@ import httpx
 import uvloop
 
 from adapters.backend_client.aiohttp_upstream import AiohttpUpstream
+from adapters.backend_client.httptools_upstream import HttptoolsUpstream
 from domain.ports import UpstreamRequest
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "8000"))
@@ -42,8 +44,8 @@ async def drive(send: Callable[[], Awaitable[int]]) -> tuple[float, float]:
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
-async def with_aiohttp_upstream() -> tuple[float, float]:
-    upstream = AiohttpUpstream(URL, pool_size=CONCURRENCY)
+async def with_adapter(kind: type[AiohttpUpstream | HttptoolsUpstream]) -> tuple[float, float]:
+    upstream = kind(URL, pool_size=CONCURRENCY)
     await upstream.start()
     request = UpstreamRequest("GET", "/flaky-data", "", (("x-request-id", "bench"),))
 
@@ -76,7 +78,7 @@ async def with_httpx(transport: httpx.AsyncBaseTransport | None) -> tuple[float,
 async def main() -> None:
     from httpx_aiohttp import AiohttpTransport
 
-    env = {**os.environ, "FLAKY_FAILURE_RATE": "0", "FLAKY_SLOW_RATE": "0"}
+    env = {**os.environ, "FLAKY_FAILURE_RATE": "0", "FLAKY_SLOW_RATE": "0", "LOG_LEVEL": "WARNING"}
     backend = subprocess.Popen(
         [str(Path(sys.executable).parent / "flaky-backend"), "--port", str(PORT)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -89,7 +91,10 @@ async def main() -> None:
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
         candidates = {
-            "aiohttp (AiohttpUpstream)": with_aiohttp_upstream,
+            "aiohttp (AiohttpUpstream)": lambda: with_adapter(AiohttpUpstream),
+            "httptools (HttptoolsUpstream)": lambda: with_adapter(HttptoolsUpstream),
+            "aiohttp again": lambda: with_adapter(AiohttpUpstream),
+            "httptools again": lambda: with_adapter(HttptoolsUpstream),
             "httpx API over httpx-aiohttp": lambda: with_httpx(AiohttpTransport()),
             "httpx default transport": lambda: with_httpx(None),
         }
