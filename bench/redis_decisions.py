@@ -1,9 +1,9 @@
 """Cost of a Redis rate-limit decision: decisions per second from one process, and p99 latency.
 
 One process, uvloop, the real ``RedisRateLimiter`` against ``REDIS_URL`` (default
-redis://127.0.0.1:6379/0) on loopback, 20,000 decisions spread over 1,000 clients, for each
+redis://127.0.0.1:6379/0) on loopback, 10,000 decisions spread over 1,000 clients, for each
 algorithm, with 1, 8 and 32 decisions in flight (closed loop: throughput), then at a fixed offered
-rate of 5,000 decisions/s for 4 s (open loop: each decision is started on schedule whether or not
+rate of 5,000 decisions/s for 3 s (open loop: each decision is started on schedule whether or not
 earlier ones have finished, so a slow decision cannot slow the load down and hide itself; the
 driver wakes on a ~1 ms timer, so decisions start in small bursts). CPU is this process's, per
 decision, driver included.
@@ -26,9 +26,9 @@ from adapters.rate_limit.redis_store import RedisRateLimiter
 from domain.rate_limit import RateLimitAlgorithm, RateLimitPolicy
 
 URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-DECISIONS = 20_000
+DECISIONS = 10_000
 OPEN_LOOP_RATE = 5_000
-OPEN_LOOP_SECONDS = 4
+OPEN_LOOP_SECONDS = 3
 
 
 async def run(algorithm: RateLimitAlgorithm, in_flight: int) -> tuple[float, float, float]:

@@ -7,10 +7,12 @@ setting ``UPSTREAM_CLIENT`` can switch between them without a change anyone woul
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
+import trustme
 from aiohttp import web
 
 from adapters.backend_client.aiohttp_upstream import AiohttpUpstream
@@ -68,8 +70,10 @@ def upstream_for(request: pytest.FixtureRequest) -> UpstreamFor:
     kind = ADAPTERS[str(request.param)]
 
     @asynccontextmanager
-    async def opened(url: str, pool_size: int = 4) -> AsyncIterator[Adapter]:
-        upstream = kind(url, pool_size=pool_size)
+    async def opened(
+        url: str, pool_size: int = 4, ssl_context: ssl.SSLContext | None = None
+    ) -> AsyncIterator[Adapter]:
+        upstream = kind(url, pool_size=pool_size, ssl_context=ssl_context)
         await upstream.start()
         try:
             yield upstream
@@ -284,3 +288,34 @@ async def test_many_concurrent_requests_use_at_most_the_pool_size(
     assert len(served) <= 3
     assert len(PEAK_CONNECTIONS) == 1
     assert PEAK_CONNECTIONS[0] <= 3
+
+
+async def test_https_is_verified_against_the_given_authority(upstream_for: UpstreamFor) -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Host"))
+        return web.Response(text="secret")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_context).start()
+    url = f"https://localhost:{port}"
+    try:
+        async with upstream_for(url, ssl_context=trusting) as upstream:
+            answer = await upstream.send(UpstreamRequest("GET", "/s"), 5.0)
+        async with upstream_for(url) as untrusting:  # the system's CAs do not know this one
+            with pytest.raises(UpstreamUnavailable):
+                await untrusting.send(UpstreamRequest("GET", "/s"), 5.0)
+    finally:
+        await runner.cleanup()
+    assert (answer.status, answer.body) == (200, b"secret")
+    assert seen == [f"localhost:{port}"]

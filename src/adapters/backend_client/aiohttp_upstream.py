@@ -13,6 +13,7 @@ keeps proxy variables of the environment out of it, and bodies stay compressed a
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import aiohttp
 from yarl import URL
@@ -26,16 +27,22 @@ from domain.ports import Headers, UpstreamRequest, UpstreamResponse
 class AiohttpUpstream:
     """Sends requests to one base URL through a shared, bounded connection pool."""
 
-    def __init__(self, base_url: str, pool_size: int = 100) -> None:
+    def __init__(
+        self, base_url: str, pool_size: int = 100, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._pool_size = pool_size
+        self._ssl: ssl.SSLContext | bool = ssl_context or True
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         """Open the pool. Must run inside the event loop that will use it."""
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self._pool_size, limit_per_host=self._pool_size, ttl_dns_cache=60
+                limit=self._pool_size,
+                limit_per_host=self._pool_size,
+                ttl_dns_cache=60,
+                ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,

@@ -160,17 +160,19 @@ class _Connection(asyncio.Protocol):
 class HttptoolsUpstream:
     """Sends requests to one base URL (``http://`` or ``https://``) over pooled connections."""
 
-    def __init__(self, base_url: str, pool_size: int = 100) -> None:
+    def __init__(
+        self, base_url: str, pool_size: int = 100, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":  # verified against the system's CAs unless told otherwise
+            self._ssl = ssl_context or ssl.create_default_context()
         self._prefix = parts.path.rstrip("/")
-        default_port = self._port == (443 if parts.scheme == "https" else 80)
-        authority = parts.netloc.rsplit("@", 1)[-1]
-        self._host_header = (authority if not default_port else self._host).encode("latin-1")
+        self._host_header = parts.netloc.rsplit("@", 1)[-1].encode("idna")
         self._pool_size = pool_size
         self._slots: asyncio.Semaphore | None = None
         self._idle: list[_Connection] = []
