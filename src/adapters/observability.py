@@ -31,6 +31,10 @@ def _bytes_json(event: Any, **_: Any) -> bytes:
     return orjson.dumps(event, default=repr)
 
 
+def _text_json(event: Any, **_: Any) -> str:
+    return orjson.dumps(event, default=repr).decode()
+
+
 def configure_logging(level: str = "INFO", log_format: str = "json") -> None:
     """Set up structlog and the stdlib root logger to write ``log_format`` lines to stdout."""
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
@@ -40,11 +44,15 @@ def configure_logging(level: str = "INFO", log_format: str = "json") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     factory: Any
+    binary = getattr(sys.stdout, "buffer", None)
     if log_format == "console":
         renderer, factory = _renderer(log_format), structlog.WriteLoggerFactory(file=sys.stdout)
-    else:  # each line is one write of bytes, flushed at once, as the text logger does
+    elif binary is not None:  # each line is one write of bytes, flushed at once
         renderer = structlog.processors.JSONRenderer(serializer=_bytes_json)
-        factory = structlog.BytesLoggerFactory(file=sys.stdout.buffer)
+        factory = structlog.BytesLoggerFactory(file=binary)
+    else:  # a text-only stdout (a test harness, an embedding program)
+        renderer = structlog.processors.JSONRenderer(serializer=_text_json)
+        factory = structlog.WriteLoggerFactory(file=sys.stdout)
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),

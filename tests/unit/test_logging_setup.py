@@ -1,0 +1,42 @@
+"""The JSON log lines, written as bytes when stdout has a binary buffer and as text otherwise."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from adapters.observability import configure_logging, get_logger
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["bytes", "text-only"])
+def test_one_json_object_per_line_with_level_and_time(
+    binary: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = io.BytesIO()
+    stdout: io.TextIOBase = io.TextIOWrapper(raw, encoding="utf-8") if binary else io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    configure_logging("INFO", "json")
+    log = get_logger("t")
+    log.info("request", request_id="r-1", status=200, odd=object)
+    log.debug("hidden")
+    stdout.flush()
+    text = raw.getvalue().decode() if binary else stdout.getvalue()  # type: ignore[attr-defined]
+    lines = text.splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["event"] == "request"
+    assert (entry["request_id"], entry["status"], entry["level"]) == ("r-1", 200, "info")
+    assert entry["timestamp"].endswith("Z")
+    assert entry["odd"] == repr(object)
