@@ -221,7 +221,7 @@ def describe_machine(wrk: str) -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout
-    first = (version.splitlines() or ["wrk"])[0]
+    first = (version.splitlines() or ["wrk"])[0].split(" Copyright")[0]
     return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {first.strip()}"
 
 
