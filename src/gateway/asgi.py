@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from adapters.observability import configure_logging
 from gateway.containers import Container
+from gateway.heap import freeze_startup_heap
 from gateway.settings import GatewaySettings
 
 
@@ -19,4 +20,5 @@ def app_from_environment() -> FastAPI:
     container = Container()
     container.settings.override(settings)
     app: FastAPI = container.app()
+    freeze_startup_heap()
     return app

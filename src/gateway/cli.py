@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from adapters.http.server import GracefulServer, ProblemHttpToolsProtocol
 from adapters.observability import configure_logging
 from gateway.containers import Container
+from gateway.heap import freeze_startup_heap
 from gateway.settings import GatewaySettings, describe_error
 
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     container.settings.override(providers.Object(settings))
     config = uvicorn.Config(container.app(), **serving)
     server = GracefulServer(config)
+    freeze_startup_heap()
     server.run()
     if not server.started:
         raise SystemExit(1)
