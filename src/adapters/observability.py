@@ -23,7 +23,7 @@ LOG_FORMATS = ("json", "console")
 def _renderer(log_format: str) -> Any:
     if log_format == "console":
         return structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
-    return structlog.processors.JSONRenderer()
+    return structlog.processors.JSONRenderer(serializer=_text_json)
 
 
 def _bytes_json(event: Any, **_: Any) -> bytes:
@@ -51,8 +51,7 @@ def configure_logging(level: str = "INFO", log_format: str = "json") -> None:
         renderer = structlog.processors.JSONRenderer(serializer=_bytes_json)
         factory = structlog.BytesLoggerFactory(file=binary)
     else:  # a text-only stdout (a test harness, an embedding program)
-        renderer = structlog.processors.JSONRenderer(serializer=_text_json)
-        factory = structlog.WriteLoggerFactory(file=sys.stdout)
+        renderer, factory = _renderer(log_format), structlog.WriteLoggerFactory(file=sys.stdout)
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
@@ -65,6 +64,7 @@ def configure_logging(level: str = "INFO", log_format: str = "json") -> None:
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
                 _renderer(log_format),
             ],
         )

@@ -97,9 +97,8 @@ class _Connection(asyncio.Protocol):
             self._length_known = True
         if lowered == b"retry-after":
             self.retry_after = value.decode("latin-1")
-        text = name.decode("latin-1")
-        if text.lower() not in HOP_BY_HOP:
-            self.headers.append((text, value.decode("latin-1")))
+        if lowered.decode("latin-1") not in HOP_BY_HOP:
+            self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True

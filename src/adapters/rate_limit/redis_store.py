@@ -87,6 +87,9 @@ wait = math.max(wait, 0)
 return {0, 0, math.floor(wait), math.floor(wait)}
 """
 
+MAX_BATCH = 256
+"""Most decisions one round trip carries."""
+
 _SCRIPTS = {
     RateLimitAlgorithm.SLIDING_LOG: SLIDING_LOG,
     RateLimitAlgorithm.SLIDING_COUNTER: SLIDING_COUNTER,
@@ -187,7 +190,9 @@ class RedisRateLimiter:
         """Send what has queued, in one round trip, until the queue is empty."""
         try:
             while self._queue:
-                batch, self._queue = self._queue, []
+                # Capped, so a burst is spread over the senders and no round trip grows long
+                # enough to time out every decision in it.
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 batch = [pending for pending in batch if not pending[2].done()]
                 if batch:
                     await self._send(batch)
