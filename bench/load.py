@@ -7,6 +7,7 @@ On loopback, this starts three servers as their own processes:
   limit too high to trigger, breaker, retries, retry budget, bulkhead, metrics, and one JSON log
   line per request written to a file), with its default upstream client (httptools);
 - ``gateway-aiohttp``: the same with ``UPSTREAM_CLIENT=aiohttp``;
+- with ``--redis URL``, ``gateway-redis``: the same with the limiter's counts in that Redis;
 - ``baseline``: ``bench/baseline_proxy.py``, a bare FastAPI route with one ``httpx.AsyncClient``.
 
 Each is loaded in turn with ``wrk`` at 1 and at 32 connections, alternating, for several rounds;
@@ -41,7 +42,10 @@ BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "latest.md"
 TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTIONS = (1, 32)
-TARGETS = ("direct", "gateway", "gateway-aiohttp", "baseline")
+GATEWAYS: dict[str, dict[str, str]] = {
+    "gateway": {"UPSTREAM_CLIENT": "httptools"},
+    "gateway-aiohttp": {"UPSTREAM_CLIENT": "aiohttp"},
+}
 
 
 def free_port() -> int:
@@ -192,7 +196,7 @@ def ratio(value: float, reference: float) -> str:
     return f"{value / reference:.2f}x" if reference else "-"
 
 
-def table(results: dict[tuple[str, int], list[Run]]) -> str:
+def table(targets: list[str], results: dict[tuple[str, int], list[Run]]) -> str:
     lines = [
         "| target | conns | req/s | x direct | p50 ms | p99 ms | p99 - direct ms "
         "| server CPU µs/req | x direct | backend CPU µs/req | errors |",
@@ -200,7 +204,7 @@ def table(results: dict[tuple[str, int], list[Run]]) -> str:
     ]
     for connections in CONNECTIONS:
         direct = median_run(results["direct", connections])
-        for target in TARGETS:
+        for target in targets:
             run = median_run(results[target, connections])
             backend = "-" if target == "direct" else f"{run.backend_us:,.0f}"
             lines.append(
@@ -231,16 +235,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--redis", metavar="URL", help="add a gateway whose limiter keeps its counts in this Redis"
+    )
     args = parser.parse_args()
     wrk = ensure_wrk()
-    ports = {target: free_port() for target in TARGETS}
+    gateways = dict(GATEWAYS)
+    if args.redis:
+        gateways["gateway-redis"] = {
+            "UPSTREAM_CLIENT": "httptools",
+            "RATE_LIMIT_STORAGE_URL": args.redis,
+            "RATE_LIMIT_KEY_PREFIX": f"bench:{os.getpid()}:",
+        }
+    targets = ["direct", *gateways, "baseline"]
+    ports = {target: free_port() for target in targets}
     backend_url = f"http://127.0.0.1:{ports['direct']}"
-    urls = {
-        "direct": f"{backend_url}/flaky-data",
-        "gateway": f"http://127.0.0.1:{ports['gateway']}/api/v1/data",
-        "gateway-aiohttp": f"http://127.0.0.1:{ports['gateway-aiohttp']}/api/v1/data",
-        "baseline": f"http://127.0.0.1:{ports['baseline']}/api/v1/data",
-    }
+    urls = {"direct": f"{backend_url}/flaky-data"}
+    urls.update({t: f"http://127.0.0.1:{ports[t]}/api/v1/data" for t in targets[1:]})
     started = time.monotonic()
     logs = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     with ExitStack() as stack:
@@ -252,13 +263,13 @@ def main() -> None:
                 logs / "backend.log",
             )
         )
-        gateways = {
+        processes = {
             name: stack.enter_context(
                 server(
                     [str(BIN / "resilient-gateway"), "--port", str(ports[name])],
                     {
+                        **env,
                         "BACKEND_URL": backend_url,
-                        "UPSTREAM_CLIENT": client,
                         "RATE_LIMIT_ENABLED": "true",
                         "RATE_LIMIT_REQUESTS_PER_WINDOW": "10000000",
                         "LOG_LEVEL": "INFO",
@@ -268,7 +279,7 @@ def main() -> None:
                     logs / f"{name}.log",
                 )
             )
-            for name, client in (("gateway", "httptools"), ("gateway-aiohttp", "aiohttp"))
+            for name, env in gateways.items()
         }
         baseline = stack.enter_context(
             server(
@@ -290,20 +301,17 @@ def main() -> None:
                 logs / "baseline.log",
             )
         )
-        pids = {
-            "direct": (backend.pid, backend.pid),
-            "gateway": (gateways["gateway"].pid, backend.pid),
-            "gateway-aiohttp": (gateways["gateway-aiohttp"].pid, backend.pid),
-            "baseline": (baseline.pid, backend.pid),
-        }
-        for target in TARGETS:  # connections, pools and caches warm before anything counts
+        pids = {name: (process.pid, backend.pid) for name, process in processes.items()}
+        pids["direct"] = (backend.pid, backend.pid)
+        pids["baseline"] = (baseline.pid, backend.pid)
+        for target in targets:  # connections, pools and caches warm before anything counts
             load(wrk, urls[target], 32, args.warmup, pids[target])
         results: dict[tuple[str, int], list[Run]] = {
-            (target, connections): [] for target in TARGETS for connections in CONNECTIONS
+            (target, connections): [] for target in targets for connections in CONNECTIONS
         }
         for round_number in range(args.rounds):
             for connections in CONNECTIONS:
-                for target in TARGETS:
+                for target in targets:
                     run = load(wrk, urls[target], connections, args.seconds, pids[target])
                     results[target, connections].append(run)
                     print(
@@ -322,11 +330,16 @@ def main() -> None:
             f"{args.rounds} rounds of {args.seconds:g} s per row, alternating targets, median "
             f"round shown; wrk -t1 on the same machine as the servers; {elapsed:.0f} s in all.",
             "",
-            table(results),
+            table(targets, results),
             "",
             "`direct` is the flaky backend (failures off), `gateway` the gateway in front of it "
             "with every feature on, `gateway-aiohttp` the same with UPSTREAM_CLIENT=aiohttp, "
-            "`baseline` a bare FastAPI route with one httpx.AsyncClient. "
+            + (
+                f"`gateway-redis` the same with its limiter's counts in Redis ({args.redis}), "
+                if args.redis
+                else ""
+            )
+            + "`baseline` a bare FastAPI route with one httpx.AsyncClient. "
             "Server CPU is the process under load (user + system, children included, from "
             "/proc); backend CPU is the backend's share of the same requests. The gateway wrote "
             f"{log_lines:,} JSON log lines during the run.",
