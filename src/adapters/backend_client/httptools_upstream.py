@@ -123,7 +123,8 @@ class _Connection(asyncio.Protocol):
             self._finish()
 
     # use
-    async def exchange(self, data: bytes, head: bool) -> None:
+    async def exchange(self, data: bytes, head: bool) -> UpstreamResponse:
+        """Send one request and read its answer, complete, before anyone can reuse this."""
         assert self.transport is not None
         self._answer = asyncio.get_running_loop().create_future()
         self._head = head
@@ -137,10 +138,12 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.transport.write(data)
         await self._answer
-
-    @property
-    def body(self) -> bytes:
-        return self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        retry_after = None
+        if self.status >= 400 and self.retry_after is not None:
+            retry_after = parse_retry_after(self.retry_after)
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        headers: Headers = tuple(self.headers)
+        return UpstreamResponse(self.status, headers, body, retry_after)
 
     def close(self) -> None:
         self.closed = True
@@ -198,28 +201,23 @@ class HttptoolsUpstream:
         try:
             async with asyncio.timeout(timeout_seconds), self._slots:
                 try:
-                    connection = await self._exchange(data, head)
+                    return await self._exchange(data, head)
                 except _StaleConnection:
                     if request.method not in IDEMPOTENT:
                         raise UpstreamUnavailable(
                             "the upstream closed a kept-alive connection as the request was sent"
                         ) from None
-                    connection = await self._exchange(data, head, fresh=True)
+                    return await self._exchange(data, head, fresh=True)
         except TimeoutError as error:
             raise UpstreamTimeout(f"no complete answer within {timeout_seconds:.3f}s") from error
-        retry_after = None
-        if connection.status >= 400 and connection.retry_after is not None:
-            retry_after = parse_retry_after(connection.retry_after)
-        headers: Headers = tuple(connection.headers)
-        return UpstreamResponse(connection.status, headers, connection.body, retry_after)
 
-    async def _exchange(self, data: bytes, head: bool, fresh: bool = False) -> _Connection:
+    async def _exchange(self, data: bytes, head: bool, fresh: bool = False) -> UpstreamResponse:
         connection = None if fresh else self._take_idle()
         if connection is None:
             connection = await self._connect()
         self._in_use.add(connection)
         try:
-            await connection.exchange(data, head)
+            answer = await connection.exchange(data, head)
         except BaseException:
             connection.close()
             raise
@@ -230,7 +228,7 @@ class HttptoolsUpstream:
             self._idle.append(connection)
         else:
             connection.close()
-        return connection
+        return answer
 
     def _take_idle(self) -> _Connection | None:
         while self._idle:
