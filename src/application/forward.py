@@ -11,19 +11,32 @@ budget; without it the request ends with the upstream's last answer. A retryable
 ``Retry-After`` makes the next wait at least that long; when that wait does not fit before the
 deadline, retrying stops and the ``Retry-After`` is passed on. The breaker and the bulkhead hear
 about every admitted attempt in a ``finally``, so a cancelled call still frees its permit.
+
+The request body is read only once the limiter, the breaker and the bulkhead have admitted the
+request (``read_body``), so a refused client never gets to upload; its deadline starts when the
+body is in. An answer that breaks HTTP or the adapter's bounds (``UpstreamBadAnswer``) fails the
+attempt for the breaker and is never retried. An answer too large to hold comes with a ``rest``
+to stream: when it is passed on, the breaker and the bulkhead hear about the attempt when that
+stream ends (a cut or oversized stream is a failure, a client that leaves abandons it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 
 from application.ports import RouteMetrics
 from application.route import Route
-from domain.breaker import BreakerState, CallOutcome
+from domain.breaker import BreakerPermit, BreakerState, CallOutcome, CircuitBreaker
+from domain.bulkhead import Bulkhead
 from domain.errors import RateLimitStoreUnavailable, UpstreamError
-from domain.ports import Clock, Sleeper, UpstreamRequest, UpstreamResponse
+from domain.ports import Body, BodyStream, Clock, Sleeper, UpstreamRequest, UpstreamResponse
 from domain.rate_limit import RateLimitDecision
 from domain.retry import Jitter, RandomSource
+
+BodyReader = Callable[[], Awaitable[Body]]
+"""Reads the client's request body; called once, after admission. Whatever it raises (a body
+over the limit, a client that stalls or leaves) propagates to the caller, permits released."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +94,24 @@ class UpstreamFailed:
     rate_limit: RateLimitDecision | None
 
 
+@dataclass(frozen=True, slots=True)
+class BadUpstreamAnswer:
+    """The upstream's answer broke HTTP or the gateway's bounds; it is not retried."""
+
+    detail: str
+    attempts: int
+    breaker_state: BreakerState
+    rate_limit: RateLimitDecision | None
+
+
 ForwardResult = (
-    Forwarded | RateLimited | RateLimitUnavailable | CircuitOpen | Saturated | UpstreamFailed
+    Forwarded
+    | RateLimited
+    | RateLimitUnavailable
+    | CircuitOpen
+    | Saturated
+    | UpstreamFailed
+    | BadUpstreamAnswer
 )
 
 
@@ -109,7 +138,9 @@ class ForwardRequest:
     def route(self) -> Route:
         return self._route
 
-    async def __call__(self, client_id: str, request: UpstreamRequest) -> ForwardResult:
+    async def __call__(
+        self, client_id: str, request: UpstreamRequest, read_body: BodyReader | None = None
+    ) -> ForwardResult:
         route = self._route
         metrics = self._metrics
         rate_limit = None
@@ -140,9 +171,10 @@ class ForwardRequest:
                 return self._failed(reason, attempts, "deadline", rate_limit)
             permit = breaker.allow_request()
             if not permit.allowed:
-                metrics.circuit_rejected()
                 if attempts == 0:
+                    metrics.circuit_rejected()
                     return CircuitOpen(permit.state, permit.retry_after_seconds, rate_limit)
+                metrics.retry_stopped_by_breaker()
                 return self._failed(reason, attempts, "circuit_open", rate_limit)
             if bulkhead is not None and not bulkhead.try_acquire():
                 breaker.record(permit, CallOutcome.ABANDONED)
@@ -158,37 +190,58 @@ class ForwardRequest:
             attempts += 1
             outcome = CallOutcome.ABANDONED
             response: UpstreamResponse | None = None
+            error: UpstreamError | None = None
+            streamed = False
             try:
+                if read_body is not None:
+                    request = replace(request, body=await read_body())
+                    read_body = None
+                    deadline = clock.now() + route.request_timeout_seconds
+                    time_left = route.request_timeout_seconds
                 response = await route.upstream.send(
                     request, min(route.attempt_timeout_seconds, time_left)
                 )
-            except UpstreamError as error:
+            except UpstreamError as failure:
                 outcome = CallOutcome.FAILURE
-                reason = error.kind
+                reason = failure.kind
+                error = failure
             else:
                 if response.status >= 500:
                     outcome = CallOutcome.FAILURE
                     reason = f"http_{response.status}"
                 else:
                     outcome = CallOutcome.SUCCESS
+                # A streamed answer that is passed on settles when its stream ends.
+                streamed = response.rest is not None and not policy.retries_status(response.status)
             finally:
-                breaker.record(permit, outcome)
-                if bulkhead is not None:
-                    bulkhead.release()
+                if not streamed:
+                    breaker.record(permit, outcome)
+                    if bulkhead is not None:
+                        bulkhead.release()
 
             upstream_wait = None
             if response is not None:
                 metrics.upstream_attempted("http_5xx" if response.status >= 500 else "success")
+                if streamed:
+                    assert response.rest is not None
+                    settled = _SettledAtEnd(
+                        response.rest, breaker, permit, outcome, bulkhead, metrics
+                    )
+                    return Forwarded(replace(response, rest=settled), attempts, rate_limit)
                 if not policy.retries_status(response.status):
                     return Forwarded(response, attempts, rate_limit)
                 upstream_wait = response.retry_after_seconds
             else:
                 metrics.upstream_attempted(reason)
+                if error is not None and not error.retryable:
+                    return BadUpstreamAnswer(str(error), attempts, breaker.state, rate_limit)
 
             if attempts > policy.max_retries:
+                await _discard(response)
                 return self._failed(reason, attempts, "retries_exhausted", rate_limit)
             if breaker.state is BreakerState.OPEN:
-                metrics.circuit_rejected()
+                await _discard(response)
+                metrics.retry_stopped_by_breaker()
                 return self._failed(reason, attempts, "circuit_open", rate_limit)
             if self._rng is None:
                 delay = policy.next_delay(attempts)
@@ -197,6 +250,7 @@ class ForwardRequest:
             if upstream_wait is not None and upstream_wait > delay:
                 delay = upstream_wait
             if clock.now() + delay + route.min_attempt_seconds > deadline:
+                await _discard(response)
                 if upstream_wait is not None and upstream_wait >= delay:
                     return self._failed(
                         reason, attempts, "upstream_retry_after", rate_limit, upstream_wait
@@ -207,6 +261,7 @@ class ForwardRequest:
                 if response is not None:
                     return Forwarded(response, attempts, rate_limit)
                 return self._failed(reason, attempts, "retry_budget", rate_limit)
+            await _discard(response)
             await self._sleeper.sleep(delay)
 
     def _failed(
@@ -222,3 +277,65 @@ class ForwardRequest:
         if retry_after_seconds is None and state is BreakerState.OPEN:
             retry_after_seconds = breaker.seconds_until_half_open()
         return UpstreamFailed(reason, attempts, stopped_by, state, retry_after_seconds, rate_limit)
+
+
+async def _discard(response: UpstreamResponse | None) -> None:
+    """Give up on the unread rest of an answer that is not passed on."""
+    if response is not None and response.rest is not None:
+        await response.rest.aclose()
+
+
+class _SettledAtEnd:
+    """The rest of a streamed answer that tells the breaker and the bulkhead when it ends.
+
+    Read to its end: the attempt's outcome as its status said. Cut short, stalled or over the
+    bound (``UpstreamError``): a failure. Closed early (the client left): abandoned. The first
+    of these settles the attempt; the others change nothing.
+    """
+
+    def __init__(
+        self,
+        rest: BodyStream,
+        breaker: CircuitBreaker,
+        permit: BreakerPermit,
+        outcome: CallOutcome,
+        bulkhead: Bulkhead | None,
+        metrics: RouteMetrics,
+    ) -> None:
+        self._rest = rest
+        self._breaker = breaker
+        self._permit = permit
+        self._outcome = outcome
+        self._bulkhead = bulkhead
+        self._metrics = metrics
+        self._settled = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        outcome = CallOutcome.ABANDONED
+        try:
+            async for chunk in self._rest:
+                yield chunk
+            outcome = self._outcome
+        except UpstreamError as error:
+            outcome = CallOutcome.FAILURE
+            self._metrics.upstream_answer_cut(error.kind)
+            raise
+        finally:
+            self._settle(outcome)
+
+    async def aclose(self) -> None:
+        try:
+            await self._rest.aclose()
+        finally:
+            self._settle(CallOutcome.ABANDONED)
+
+    def _settle(self, outcome: CallOutcome) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        self._breaker.record(self._permit, outcome)
+        if self._bulkhead is not None:
+            self._bulkhead.release()

@@ -12,10 +12,18 @@ class RouteMetrics(Protocol):
 
     def rate_limit_decided(self, allowed: bool) -> None: ...
 
-    def circuit_rejected(self) -> None: ...
+    def circuit_rejected(self) -> None:
+        """A request was refused by the breaker before any upstream attempt."""
+
+    def retry_stopped_by_breaker(self) -> None:
+        """A retry was not made because the breaker had opened after a real attempt."""
+
+    def upstream_answer_cut(self, kind: str) -> None:
+        """A streamed answer failed after its head was passed on (``kind`` as the error's)."""
 
     def upstream_attempted(self, outcome: str) -> None:
-        """``outcome`` is ``success``, ``http_5xx``, ``timeout`` or ``connection_error``."""
+        """``outcome`` is ``success``, ``http_5xx``, ``timeout``, ``connection_error`` or
+        ``bad_answer``."""
 
     def retry_attempted(self) -> None:
         """An attempt after the first was sent upstream."""
@@ -39,6 +47,12 @@ class NullRouteMetrics:
         pass
 
     def circuit_rejected(self) -> None:
+        pass
+
+    def retry_stopped_by_breaker(self) -> None:
+        pass
+
+    def upstream_answer_cut(self, kind: str) -> None:
         pass
 
     def upstream_attempted(self, outcome: str) -> None:

@@ -5,6 +5,9 @@ class UpstreamError(Exception):
     """The upstream gave no usable HTTP answer."""
 
     kind = "upstream_error"
+    retryable = True
+    """Whether another attempt may help: a timeout or a dropped connection may pass, an answer
+    that breaks the protocol or the gateway's bounds will most likely come again."""
 
 
 class UpstreamTimeout(UpstreamError):
@@ -17,6 +20,16 @@ class UpstreamUnavailable(UpstreamError):
     """The connection could not be made, was dropped, or the answer was not valid HTTP."""
 
     kind = "connection_error"
+
+
+class UpstreamBadAnswer(UpstreamError):
+    """The upstream answered, but not with an answer the gateway may pass on: a status outside
+    100-599, an unrequested ``101``, too many interim ``1xx`` answers, broken framing, or a
+    header section or body over the configured bounds. Counted by the breaker as a failure and
+    never retried."""
+
+    kind = "bad_answer"
+    retryable = False
 
 
 class RateLimitStoreUnavailable(Exception):

@@ -6,10 +6,13 @@ without importing anything from here.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
 Headers = tuple[tuple[str, str], ...]
+Body = bytes | bytearray
+"""A request body as read from the client: one buffer, never a second joined copy."""
 
 
 class Clock(Protocol):
@@ -32,7 +35,20 @@ class UpstreamRequest:
     path: str
     query: str = ""
     headers: Headers = ()
-    body: bytes = b""
+    body: Body = b""
+
+
+class BodyStream(Protocol):
+    """The rest of an answer too large to hold: its chunks, read as the client takes them.
+
+    Iterating raises ``UpstreamError`` when the upstream stops short, stalls or sends more than
+    the bound; ``aclose()`` gives up on the rest (the connection is then not reused). Exactly one
+    of the two ends every stream.
+    """
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +58,20 @@ class UpstreamResponse:
     status: int
     headers: Headers = ()
     body: bytes = b""
+    """The whole body, or when ``rest`` is set its first part."""
     retry_after_seconds: float | None = None
     """The upstream's ``Retry-After``, already turned into seconds from now by the adapter."""
+    rest: BodyStream | None = None
+    """The body's remainder when it did not fit the adapter's buffer: stream it, then it ends."""
 
 
 class UpstreamPort(Protocol):
     """Sends one request upstream.
 
-    Raises ``UpstreamTimeout`` when no complete answer arrived within ``timeout_seconds`` and
-    ``UpstreamUnavailable`` when the connection failed or the answer was not valid HTTP.
-    Any HTTP status, 5xx included, is a normal return.
+    Raises ``UpstreamTimeout`` when no answer (its head, and its body when small) arrived within
+    ``timeout_seconds``, ``UpstreamUnavailable`` when the connection failed or dropped, and
+    ``UpstreamBadAnswer`` when the answer broke HTTP or the adapter's bounds. Any HTTP status,
+    5xx included, is a normal return. A large body comes back as ``rest``, to be streamed.
     """
 
     async def send(self, request: UpstreamRequest, timeout_seconds: float) -> UpstreamResponse: ...

@@ -183,6 +183,7 @@ async def test_metrics_json_counts_exactly() -> None:
         "http_5xx": 1,
         "timeout": 0,
         "connection_error": 0,
+        "bad_answer": 0,
     }
 
 

@@ -67,8 +67,9 @@ async def test_every_prometheus_family_after_a_scripted_sequence() -> None:
             "gateway_circuit_breaker_transitions_total",
             (("from", "CLOSED"), route, ("to", "OPEN")),
         ): 1,
-        # the retry refused once the third failure opened it, then the call refused
-        ("gateway_circuit_breaker_rejections_total", (route,)): 2,
+        # the call refused without an attempt; the retry the opening stopped is apart
+        ("gateway_circuit_breaker_rejections_total", (route,)): 1,
+        ("gateway_retries_stopped_by_breaker_total", (route,)): 1,
     }
     assert {key: samples.get(key) for key in expected} == expected
 

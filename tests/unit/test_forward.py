@@ -39,6 +39,7 @@ async def test_transient_failure_is_retried_with_the_backoff_schedule(
         "http_5xx": 1,
         "timeout": 1,
         "connection_error": 1,
+        "bad_answer": 0,
     }
 
 
@@ -115,7 +116,8 @@ async def test_open_breaker_fails_fast_without_touching_the_upstream(
     assert isinstance(result, CircuitOpen)
     assert result.retry_after_seconds == pytest.approx(20.0)
     assert len(upstream.calls) == calls
-    assert counters.circuit_rejections == 2  # the retry refused in the first call, then this one
+    assert counters.circuit_rejections == 1  # this request, refused before any attempt
+    assert counters.retries_stopped_by_breaker == 1  # the first request's retry
 
 
 async def test_breaker_recovers_through_half_open_after_the_timeout(
@@ -146,7 +148,8 @@ async def test_rate_limited_requests_do_not_reach_an_open_breaker(
     await forward("client", REQUEST)
     result = await forward("client", REQUEST)
     assert isinstance(result, RateLimited)
-    assert counters.circuit_rejections == 1
+    assert counters.circuit_rejections == 0
+    assert counters.retries_stopped_by_breaker == 1
 
 
 async def test_attempt_timeout_is_capped_by_the_time_left(

@@ -1,49 +1,196 @@
 """The ``UpstreamPort`` over aiohttp: one pooled client session per process.
 
-Why aiohttp and not the httpx API: see ``bench/README.md`` — on this stack httpx's request
-building costs more CPU per request than the whole aiohttp client; this module is the only place
-that knows which library is used.
+Why aiohttp and not the httpx API as the alternative client: see ``bench/README.md``; this module
+is the only place that knows which library is used.
 
 The session keeps no per-response state: ``DummyCookieJar`` drops every cookie the upstream
 sets, so one user's cookie can never ride along on another user's request. ``trust_env=False``
 keeps proxy variables of the environment out of it, and bodies stay compressed as they came
 (``auto_decompress=False``) since they are passed through as bytes.
+
+Bounds (``UpstreamLimits``), the same as the other adapters': aiohttp's own limits cap header
+fields and their size; ``_GuardedHandler`` (aiohttp's response protocol, given to the connector)
+feeds aiohttp's parser only as many bytes of a header section as the limit allows, interim
+``1xx`` answers included, and refuses a status outside 100-599, an unrequested ``101`` or more
+than a few interim answers before aiohttp's own read loop sees them (aiohttp would otherwise
+hand a ``101`` to the caller and spin through an endless stream of ``102`` without yielding). The
+body is counted as it is read; a large one is handed over as a stream, read as the client takes
+it (aiohttp's reader pauses the socket past its buffer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
-from adapters.backend_client.hop_by_hop import HOP_BY_HOP
+from adapters.backend_client.hop_by_hop import end_to_end
+from adapters.backend_client.limits import UpstreamLimits
 from adapters.clock.http_dates import parse_retry_after
-from domain.errors import UpstreamTimeout, UpstreamUnavailable
-from domain.ports import Headers, UpstreamRequest, UpstreamResponse
+from domain.errors import UpstreamBadAnswer, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from domain.ports import UpstreamRequest, UpstreamResponse
+
+
+class _GuardedHandler(ResponseHandler):
+    """aiohttp's response protocol, held to the gateway's bounds on the header section."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: UpstreamLimits) -> None:
+        super().__init__(loop)
+        self._limits = limits
+        self._reset()
+
+    def _reset(self) -> None:
+        self._head_bytes = 0
+        self._final_head = False
+        self._interim = 0
+        self._refused = False
+
+    def set_response_params(self, **params: Any) -> None:
+        self._reset()
+        super().set_response_params(**params)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._final_head:
+            super().data_received(data)
+            return
+        room = self._limits.max_header_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            super().data_received(data)
+            return
+        self._head_bytes += room
+        super().data_received(data[:room])
+        if self._refused:
+            return
+        if not self._final_head:
+            self._refuse(self._limits.head_too_large())
+            return
+        super().data_received(data[room:])
+
+    def feed_data(self, data: Any, size: int = 0) -> None:
+        """One parsed message (and its payload) from aiohttp's parser."""
+        if self._refused:
+            return
+        code = data[0].code
+        if 100 <= code < 200 and code != 101:
+            self._interim += 1
+            if self._interim > self._limits.max_interim_answers:
+                self._refuse(self._limits.too_many_interim())
+                return
+        else:
+            try:
+                self._limits.check_status(code)
+            except UpstreamBadAnswer as error:
+                self._refuse(error)
+                return
+            self._final_head = True
+        super().feed_data(data, size)
+
+    def _refuse(self, error: UpstreamBadAnswer) -> None:
+        self._refused = True
+        self.set_exception(error)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _GuardedConnector(aiohttp.TCPConnector):
+    def __init__(self, limits: UpstreamLimits, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._factory = functools.partial(  # type: ignore[assignment]
+            _GuardedHandler, loop=self._loop, limits=limits
+        )
+
+
+class _AnswerStream:
+    """The rest of one streamed answer, counted against the body limit."""
+
+    def __init__(
+        self, answer: aiohttp.ClientResponse, read: int, limits: UpstreamLimits, idle: float
+    ) -> None:
+        self._answer = answer
+        self._read = read
+        self._limits = limits
+        self._idle = idle
+        self._finished = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        complete = False
+        try:
+            while True:
+                chunk = await _read_some(self._answer, self._idle)
+                if not chunk:
+                    complete = True
+                    return
+                self._read += len(chunk)
+                if self._read > self._limits.max_body_bytes:
+                    raise self._limits.body_too_large()
+                yield chunk
+        finally:
+            self._finish(complete)
+
+    async def aclose(self) -> None:
+        self._finish(False)
+
+    def _finish(self, complete: bool) -> None:
+        if not self._finished:
+            self._finished = True
+            if complete:
+                self._answer.release()
+            else:
+                self._answer.close()
+
+
+async def _read_some(answer: aiohttp.ClientResponse, idle: float) -> bytes:
+    try:
+        async with asyncio.timeout(idle):
+            return await answer.content.readany()
+    except TimeoutError:
+        raise UpstreamTimeout(f"the upstream sent no more of the body within {idle:.3f}s") from None
+    except aiohttp.ClientPayloadError as error:
+        raise UpstreamUnavailable(f"the body broke off: {error}") from error
+    except aiohttp.ClientError as error:
+        raise UpstreamUnavailable(f"{type(error).__name__}: {error}") from error
 
 
 class AiohttpUpstream:
     """Sends requests to one base URL through a shared, bounded connection pool."""
 
     def __init__(
-        self, base_url: str, pool_size: int = 100, ssl_context: ssl.SSLContext | None = None
+        self,
+        base_url: str,
+        pool_size: int = 100,
+        ssl_context: ssl.SSLContext | None = None,
+        limits: UpstreamLimits | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._pool_size = pool_size
         self._ssl: ssl.SSLContext | bool = ssl_context or True
+        self._limits = limits or UpstreamLimits()
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         """Open the pool. Must run inside the event loop that will use it."""
         if self._session is None:
-            connector = aiohttp.TCPConnector(
+            limits = self._limits
+            connector = _GuardedConnector(
+                limits,
                 limit=self._pool_size,
                 limit_per_host=self._pool_size,
                 ttl_dns_cache=60,
                 ssl=self._ssl,
             )
+            field_size = min(8190, limits.max_header_bytes)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -51,6 +198,9 @@ class AiohttpUpstream:
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
                 timeout=aiohttp.ClientTimeout(total=None),
+                max_line_size=field_size,
+                max_field_size=field_size,
+                max_headers=limits.max_headers,
             )
 
     async def aclose(self) -> None:
@@ -66,31 +216,56 @@ class AiohttpUpstream:
         target = self._base_url + request.path
         if request.query:
             target = f"{target}?{request.query}"
+        limits = self._limits
+        answer: aiohttp.ClientResponse | None = None
+        streaming = complete = False
         try:
             async with asyncio.timeout(timeout_seconds):
-                async with self._session.request(
+                answer = await self._session.request(
                     request.method,
                     URL(target, encoded=True),
                     headers=request.headers,
                     data=request.body or None,
                     allow_redirects=False,
-                ) as answer:
-                    body = await answer.read()
-                    retry_after = None
-                    if answer.status >= 400 and "Retry-After" in answer.headers:
-                        retry_after = parse_retry_after(answer.headers["Retry-After"])
-                    return UpstreamResponse(
-                        answer.status, _response_headers(answer), body, retry_after
+                )
+                if answer.content_length is not None:
+                    limits.check_content_length(str(answer.content_length))
+                chunks: list[bytes] = []
+                read = 0
+                while chunk := await answer.content.readany():
+                    chunks.append(chunk)
+                    read += len(chunk)
+                    if read > limits.max_body_bytes:
+                        raise limits.body_too_large()
+                    if read > limits.buffer_bytes:
+                        streaming = True
+                        break
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                retry_after = None
+                if answer.status >= 400 and "Retry-After" in answer.headers:
+                    retry_after = parse_retry_after(answer.headers["Retry-After"])
+                headers = tuple(
+                    end_to_end(
+                        (name.decode("latin-1"), value.decode("latin-1"))
+                        for name, value in answer.raw_headers
                     )
+                )
+                if not streaming:
+                    complete = True
+                    return UpstreamResponse(answer.status, headers, body, retry_after)
+                rest = _AnswerStream(answer, read, limits, timeout_seconds)
+                return UpstreamResponse(answer.status, headers, body, retry_after, rest)
         except TimeoutError as error:
-            raise UpstreamTimeout(f"no complete answer within {timeout_seconds:.3f}s") from error
+            raise UpstreamTimeout(f"no answer within {timeout_seconds:.3f}s") from error
+        except UpstreamError:
+            raise
+        except aiohttp.ClientResponseError as error:
+            raise UpstreamBadAnswer(f"malformed answer: {error.message}") from error
         except aiohttp.ClientError as error:
             raise UpstreamUnavailable(f"{type(error).__name__}: {error}") from error
-
-
-def _response_headers(answer: aiohttp.ClientResponse) -> Headers:
-    return tuple(
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in answer.raw_headers
-        if name.decode("latin-1").lower() not in HOP_BY_HOP
-    )
+        finally:
+            if answer is not None and not streaming:
+                if complete:
+                    answer.release()  # read to its end: the connection may be reused
+                else:
+                    answer.close()

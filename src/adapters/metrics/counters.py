@@ -28,7 +28,7 @@ DURATION_BUCKETS_SECONDS = (
     10.0,
     30.0,
 )
-UPSTREAM_OUTCOMES = ("success", "http_5xx", "timeout", "connection_error")
+UPSTREAM_OUTCOMES = ("success", "http_5xx", "timeout", "connection_error", "bad_answer")
 
 
 class RouteCounters:
@@ -39,6 +39,8 @@ class RouteCounters:
         self.rate_limit_allowed = 0
         self.rate_limit_blocked = 0
         self.circuit_rejections = 0
+        self.retries_stopped_by_breaker = 0
+        self.answers_cut: Counter[str] = Counter()
         self.retries = 0
         self.retries_refused = 0
         self.bulkhead_rejections = 0
@@ -54,6 +56,12 @@ class RouteCounters:
 
     def circuit_rejected(self) -> None:
         self.circuit_rejections += 1
+
+    def retry_stopped_by_breaker(self) -> None:
+        self.retries_stopped_by_breaker += 1
+
+    def upstream_answer_cut(self, kind: str) -> None:
+        self.answers_cut[kind] += 1
 
     def upstream_attempted(self, outcome: str) -> None:
         self.upstream_attempts[outcome] += 1

@@ -101,8 +101,18 @@ class GatewayCollector:
         )
         rejections = CounterMetricFamily(
             "gateway_circuit_breaker_rejections",
-            "Calls refused by an open breaker.",
+            "Requests refused by an open breaker before any upstream attempt.",
             labels=["route"],
+        )
+        stopped = CounterMetricFamily(
+            "gateway_retries_stopped_by_breaker",
+            "Retries not made because the breaker opened after a real attempt.",
+            labels=["route"],
+        )
+        cut = CounterMetricFamily(
+            "gateway_upstream_answers_cut",
+            "Streamed answers that failed after their head was passed to the client.",
+            labels=["route", "reason"],
         )
         for name, stats in sorted(self._http.by_route.items()):
             for status_class, count in enumerate(stats.by_status_class):
@@ -135,8 +145,11 @@ class GatewayCollector:
             for (previous, to), count in sorted(c.breaker_transitions.items()):
                 transitions.add_metric([name, previous, to], count)
             rejections.add_metric([name], c.circuit_rejections)
+            stopped.add_metric([name], c.retries_stopped_by_breaker)
+            for kind, count in sorted(c.answers_cut.items()):
+                cut.add_metric([name, kind], count)
         yield from (requests, duration, attempts, retries, decisions, tracked, state)
-        yield from (transitions, rejections, refused, saturated, store_errors)
+        yield from (transitions, rejections, stopped, cut, refused, saturated, store_errors)
 
 
 def new_registry(routes: Sequence[RouteView], http: HttpMetrics) -> CollectorRegistry:
