@@ -7,6 +7,8 @@
 set -uo pipefail
 
 GATEWAY_URL=${GATEWAY_URL:-http://localhost:8000}
+# The backend accepts /chaos changes only with its CHAOS_TOKEN, when it has one (compose sets it).
+CHAOS_TOKEN=${CHAOS_TOKEN:-local-chaos-token}
 BACKEND_URL=${BACKEND_URL:-http://localhost:8001}
 GATEWAY_URL=${GATEWAY_URL%/}
 BACKEND_URL=${BACKEND_URL%/}
@@ -23,6 +25,7 @@ fail() {
 restore() {
   if [[ -n $saved_chaos ]]; then
     if curl -sf -o /dev/null -X PUT -H 'content-type: application/json' \
+      -H "Authorization: Bearer $CHAOS_TOKEN" \
       --data-binary "$saved_chaos" "$BACKEND_URL/chaos"; then
       printf '[info] backend chaos settings restored\n'
     else
@@ -39,12 +42,12 @@ json() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(e
 # call METHOD URL [BODY]: status code on stdout; body in $work/body, headers in $work/headers.
 call() {
   local method=$1 url=$2 body=${3:-}
-  local args=(-s -o "$work/body" -D "$work/headers" -w '%{http_code}' -X "$method" --max-time 30)
+  local args=(-s -o "$work/body" -D "$work/headers" -w '%{http_code}' -X "$method" --max-time 30 "${@:4}")
   [[ -n $body ]] && args+=(-H 'content-type: application/json' --data-binary "$body")
   curl "${args[@]}" "$url" || echo "000"
 }
 header() { tr -d '\r' <"$work/headers" | awk -v name="$(tr '[:upper:]' '[:lower:]' <<<"$1")" -F': ' 'tolower($1) == name { print $2 }' | tail -n 1; }
-chaos() { [[ $(call PUT "$BACKEND_URL/chaos" "$1") == 200 ]] || fail "backend refused chaos $1: $(cat "$work/body")"; }
+chaos() { [[ $(call PUT "$BACKEND_URL/chaos" "$1" -H "Authorization: Bearer $CHAOS_TOKEN") == 200 ]] || fail "backend refused chaos $1: $(cat "$work/body")"; }
 metrics() { [[ $(call GET "$GATEWAY_URL/metrics") == 200 ]] || fail "GET /metrics did not answer 200"; cp "$work/body" "$work/metrics"; }
 metric() { json "$work/metrics" "$1"; }
 backend_requests() { curl -sf "$BACKEND_URL/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["requests"])'; }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -48,11 +49,19 @@ def native_command(command: list[str], port: int) -> list[str]:
     return args
 
 
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def interpolate(text: str, environ: dict[str, str]) -> str:
+    """Compose's ``${NAME}`` and ``${NAME:-default}``, from ``environ``."""
+    return _VARIABLE.sub(lambda m: environ.get(m.group(1)) or (m.group(2) or ""), text)
+
+
 def native_environment(env: dict[str, object], ports: dict[str, int]) -> dict[str, str]:
     """The compose environment with service names pointing at the local ports."""
     result = {}
     for name, value in env.items():
-        text = "" if value is None else str(value)
+        text = interpolate("" if value is None else str(value), dict(os.environ))
         for service, port in ports.items():
             container_port = {"flaky-backend": 8001, "gateway": 8000}[service]
             text = text.replace(f"//{service}:{container_port}", f"//127.0.0.1:{port}")

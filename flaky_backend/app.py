@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import random
 from dataclasses import asdict, dataclass
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +69,19 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     rng = random.Random(settings.seed)
     log = structlog.get_logger("flaky_backend")
 
+    def authorized(request: Request) -> None:
+        """Changes to /chaos need the token when one is set (compared in constant time)."""
+        if settings.chaos_token is None:
+            return
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {settings.chaos_token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(
+                401,
+                "changing /chaos needs Authorization: Bearer <CHAOS_TOKEN>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
     @app.get("/flaky-data")
     async def flaky_data(request: Request) -> Response:
         chaos = state["chaos"]
@@ -118,14 +132,14 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     async def get_chaos() -> Chaos:
         return state["chaos"]
 
-    @app.put("/chaos")
+    @app.put("/chaos", dependencies=[Depends(authorized)])
     async def put_chaos(patch: ChaosPatch) -> Chaos:
         changes = patch.model_dump(exclude_unset=True)
         changes = {k: v for k, v in changes.items() if v is not None or k == "retry_after_seconds"}
         state["chaos"] = state["chaos"].model_copy(update=changes)
         return state["chaos"]
 
-    @app.delete("/chaos")
+    @app.delete("/chaos", dependencies=[Depends(authorized)])
     async def reset_chaos() -> Chaos:
         state["chaos"] = startup.model_copy()
         return state["chaos"]

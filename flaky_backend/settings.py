@@ -17,3 +17,5 @@ class BackendSettings(BaseSettings):
     """How late a slow answer is."""
     seed: int = 42
     """Seed of the random source, so a run can be repeated."""
+    chaos_token: str | None = Field(None, min_length=1, validation_alias="CHAOS_TOKEN")
+    """When set (``CHAOS_TOKEN``), changing ``/chaos`` needs ``Authorization: Bearer <token>``."""

@@ -9,9 +9,10 @@ from typing import Any
 import uvicorn
 from dependency_injector import providers
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
-from adapters.http.server import GracefulServer, ProblemHttpToolsProtocol
-from adapters.observability import configure_logging
+from adapters.http.server import ClientLimits, GracefulServer, configure, raise_open_file_limit
+from adapters.observability import configure_logging, get_logger
 from gateway.containers import Container
 from gateway.heap import freeze_startup_heap
 from gateway.settings import GatewaySettings, describe_error
@@ -31,7 +32,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"resilient-gateway: {describe_error(error)}", file=sys.stderr)
         raise SystemExit(2) from None
 
+    soft_before, soft, hard = raise_open_file_limit()
+    # Every client connection is a file; so is every upstream and Redis connection, and a few
+    # more for the process itself. The connection cap stays below what the process may open.
+    reserve = settings.upstream_pool_size + 64
+    max_connections = max(1, min(settings.max_client_connections, soft - reserve))
+    limits = ClientLimits(
+        header_timeout_seconds=settings.client_header_timeout_seconds,
+        body_timeout_seconds=settings.client_body_timeout_seconds,
+        max_connections=max_connections,
+    )
     # uvicorn's own X-Forwarded-For handling is off: TRUSTED_PROXIES alone decides the client.
+    # WebSocket support is off too ("none"): an upgrade is answered 501 by the app.
     serving: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
@@ -39,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         "server_header": False,
         "access_log": False,
         "log_config": None,
-        "http": ProblemHttpToolsProtocol,
+        "ws": "none",
         "timeout_graceful_shutdown": int(settings.request_timeout_seconds) + 1,
     }
     if args.workers > 1:
@@ -52,15 +64,29 @@ def main(argv: list[str] | None = None) -> None:
                 file=sys.stderr,
             )
             raise SystemExit(2)
-        uvicorn.run(
-            "gateway.asgi:app_from_environment", factory=True, workers=args.workers, **serving
+        config = configure(
+            uvicorn.Config(
+                "gateway.asgi:app_from_environment",
+                factory=True,
+                workers=args.workers,
+                **serving,
+            ),
+            limits,
         )
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
 
     configure_logging(settings.log_level, settings.log_format)
+    get_logger("gateway.server").info(
+        "open_file_limit",
+        soft_limit_at_start=soft_before,
+        soft_limit=soft,
+        hard_limit=hard,
+        max_client_connections=max_connections,
+    )
     container = Container()
     container.settings.override(providers.Object(settings))
-    config = uvicorn.Config(container.app(), **serving)
+    config = configure(uvicorn.Config(container.app(), **serving), limits)
     server = GracefulServer(config)
     freeze_startup_heap()
     server.run()

@@ -17,6 +17,8 @@ from dependency_injector import containers, providers
 
 from adapters.backend_client.aiohttp_upstream import AiohttpUpstream
 from adapters.backend_client.httptools_upstream import HttptoolsUpstream
+from adapters.backend_client.httpx_upstream import HttpxUpstream
+from adapters.backend_client.limits import UpstreamLimits
 from adapters.clock.system import SystemClock
 from adapters.http.app import ProxiedRoute, create_app
 from adapters.http.client_identity import ClientIdentity
@@ -68,17 +70,31 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(GatewaySettings)
     clock = providers.Singleton(SystemClock)
 
+    upstream_limits = providers.Singleton(
+        UpstreamLimits,
+        max_header_bytes=settings.provided.max_upstream_header_bytes,
+        max_headers=settings.provided.max_upstream_headers,
+        max_body_bytes=settings.provided.max_upstream_body_bytes,
+    )
     upstream = providers.Selector(
         settings.provided.upstream_client,
         httptools=providers.Singleton(
             HttptoolsUpstream,
             base_url=settings.provided.backend_url,
             pool_size=settings.provided.upstream_pool_size,
+            limits=upstream_limits,
         ),
         aiohttp=providers.Singleton(
             AiohttpUpstream,
             base_url=settings.provided.backend_url,
             pool_size=settings.provided.upstream_pool_size,
+            limits=upstream_limits,
+        ),
+        httpx=providers.Singleton(
+            HttpxUpstream,
+            base_url=settings.provided.backend_url,
+            pool_size=settings.provided.upstream_pool_size,
+            limits=upstream_limits,
         ),
     )
 
@@ -147,6 +163,7 @@ class Container(containers.DeclarativeContainer):
             providers.Singleton(ProxiedRoute, forward=forward, counters=counters)
         ),
         identity=identity,
+        max_request_body_bytes=settings.provided.max_request_body_bytes,
         clock=clock,
         http_metrics=http_metrics,
         logger=request_logger,

@@ -29,8 +29,24 @@ class GatewaySettings(BaseSettings):
     """Deadline of a whole client request: attempts and backoff sleeps together."""
     upstream_pool_size: int = Field(100, ge=1, le=10_000)
     """Most connections kept open to the upstream."""
-    upstream_client: Literal["httptools", "aiohttp"] = "httptools"
-    """HTTP client adapter for the upstream: ``httptools`` (lean, the default) or ``aiohttp``."""
+    upstream_client: Literal["httptools", "aiohttp", "httpx"] = "httptools"
+    """HTTP client adapter for the upstream: ``httptools`` (lean, the default), ``aiohttp`` or
+    ``httpx``."""
+    max_upstream_header_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Largest header section accepted from the upstream, interim 1xx answers included."""
+    max_upstream_headers: int = Field(100, ge=1, le=10_000)
+    """Most header fields accepted in one upstream answer."""
+    max_upstream_body_bytes: int = Field(100 * 1024 * 1024, ge=1, le=1 << 40)
+    """Largest upstream body passed on; past it the answer is a 502 (or cut, once streaming)."""
+
+    max_request_body_bytes: int = Field(10 * 1024 * 1024, ge=0, le=1 << 40)
+    """Largest request body accepted from a client; past it a 413."""
+    client_header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    """Time a client has to send a whole request head; past it the connection is closed."""
+    client_body_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    """Longest pause allowed between two reads of a request body; past it a 408."""
+    max_client_connections: int = Field(10_000, ge=1, le=1_000_000)
+    """Client connections open at once; one more is refused with a 503 at once."""
 
     failure_threshold: int = Field(5, ge=1, le=10_000)
     """Consecutive failed attempts that open the circuit breaker."""

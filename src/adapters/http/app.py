@@ -50,6 +50,7 @@ def create_app(
     routes: Sequence[ProxiedRoute],
     identity: ClientIdentity,
     clock: Clock,
+    max_request_body_bytes: int = 10 * 1024 * 1024,
     http_metrics: HttpMetrics,
     logger: Any,
     on_startup: Sequence[Hook] = (),
@@ -75,6 +76,9 @@ def create_app(
         # The gateway reports through its own Prometheus metrics and logs; FastAPI's
         # OpenTelemetry hooks would look up providers and the environment on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # No redirect to the slash-less path: its Location would be built from the client's Host
+        # header. A trailing slash is simply another path (404).
+        redirect_slashes=False,
     )
     views = [route_view(proxied) for proxied in routes]
     registry = new_registry(views, http_metrics)
@@ -82,7 +86,7 @@ def create_app(
     fast_routes: list[tuple[str, set[str], ProxyEndpoint]] = []
     for proxied in routes:
         route = proxied.forward.route
-        endpoint = ProxyEndpoint(proxied.forward, identity)
+        endpoint = ProxyEndpoint(proxied.forward, identity, max_request_body_bytes)
         app.add_api_route(
             route.path,
             endpoint.endpoint,
@@ -185,6 +189,8 @@ def json_metrics(
         "rate_limit_blocked": c.rate_limit_blocked,
         "route": route.name,
         "circuit_breaker_rejections": c.circuit_rejections,
+        "retries_stopped_by_breaker": c.retries_stopped_by_breaker,
+        "upstream_answers_cut": dict(c.answers_cut),
         "retries_refused_by_budget": c.retries_refused,
         "bulkhead_rejections": c.bulkhead_rejections,
         "rate_limit_store_errors": c.rate_limit_store_errors,

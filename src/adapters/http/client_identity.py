@@ -45,22 +45,35 @@ class ClientIdentity:
         """The client's id for a request from ``peer`` carrying these header values."""
         if peer is None:
             return "unknown"
+        return self.forwarded_chain(peer, forwarded_for)[0]
+
+    def forwarded_chain(self, peer: str | None, forwarded_for: Iterable[str] = ()) -> list[str]:
+        """The hops we can vouch for, client first and ``peer`` last (empty without a peer).
+
+        Without a trusted peer that is the peer alone: whatever it wrote in ``X-Forwarded-For``
+        is dropped. Behind trusted proxies it is the client they name, then each of them, at
+        most ``max_hops`` read from the header: what the gateway forwards as its own
+        ``X-Forwarded-For``.
+        """
+        if peer is None:
+            return []
+        chain = [peer]
         if not self._trusted or not self._is_trusted(peer):
-            return peer
-        client = peer
+            return chain
         remaining = self._max_hops
         for value in reversed(list(forwarded_for)):
             for hop in reversed(value.rsplit(",", remaining)):
                 if remaining == 0:
-                    return client
+                    return chain[::-1]
                 remaining -= 1
                 address = parse_hop(hop)
                 if address is None:
-                    return client
+                    return chain[::-1]
                 client = str(address)
+                chain.append(client)
                 if not self._is_trusted(client):
-                    return client
-        return client
+                    return chain[::-1]
+        return chain[::-1]
 
     def _check_trusted(self, host: str) -> bool:
         address = parse_hop(host)

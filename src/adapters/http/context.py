@@ -11,7 +11,12 @@
 
 Requests whose header fields add up to more than ``MAX_HEADER_BYTES`` are answered 431 with a
 problem body before anything else runs, so an enormous ``X-Forwarded-For`` or cookie is neither
-parsed nor forwarded upstream.
+parsed nor forwarded upstream. A request asking for a protocol upgrade (``Upgrade: websocket``,
+``h2c``, ...) is answered 501 the same way: the gateway proxies HTTP/1.1 requests only, and says
+so in a problem body rather than half-serving it.
+
+When the server itself ends a request (a client whose body stopped arriving gets a 408 from the
+server protocol), it leaves that status in the context as ``closed_with`` for the log line.
 
 A response that never started (the client hung up) is logged and counted as 499, nginx's code
 for it; an exception that escaped everything as 500.
@@ -34,6 +39,7 @@ _WELL_FORMED = re.compile(rb"[A-Za-z0-9._~:/+=-]{1,128}")
 _HEADER = b"x-request-id"
 _CONTEXT_KEY = "resilient_gateway.context"
 CLIENT_CLOSED_REQUEST = 499
+_NOTHING: dict[str, Any] = {}
 MAX_HEADER_BYTES = 32 * 1024
 
 
@@ -79,10 +85,13 @@ class RequestContextMiddleware:
         started = self._clock.now()
         request_id = None
         header_bytes = 0
+        upgrade = None
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value)
             if name == _HEADER and request_id is None and _WELL_FORMED.fullmatch(value):
                 request_id = value.decode("ascii")
+            elif name == b"upgrade":
+                upgrade = value
         if request_id is None:
             request_id = f"{self._id_prefix}{next(self._id_sequence):016x}"
         state: dict[str, Any] = {"request_id": request_id}
@@ -110,12 +119,25 @@ class RequestContextMiddleware:
                 )
                 await refusal(scope, receive, send_with_id)
                 return
+            if upgrade is not None:
+                protocol = upgrade.decode("latin-1")[:40]
+                refusal = problem_response(
+                    "upgrade-not-supported",
+                    501,
+                    "The gateway proxies HTTP/1.1 requests only; it does not switch to "
+                    f"{protocol!r}.",
+                    request_id,
+                    headers={"Connection": "close"},
+                )
+                await refusal(scope, receive, send_with_id)
+                return
             await self._app(scope, receive, send_with_id)
         except Exception:
             status = 500
             raise
         finally:
             duration = self._clock.now() - started
+            status = state.get("closed_with", status)
             label = route_label(scope, state)
             self._metrics.request_completed(label, status, duration)
             client = scope.get("client")
@@ -131,4 +153,5 @@ class RequestContextMiddleware:
                 attempts=state.get("attempts"),
                 breaker_state=state.get("breaker_state"),
                 rate_limit=state.get("rate_limit"),
+                **state.get("log_extra", _NOTHING),
             )

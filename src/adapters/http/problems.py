@@ -45,6 +45,20 @@ PROBLEM_KINDS: dict[str, tuple[str, str]] = {
         "urn:resilient-gateway:problem:headers-too-large",
         "Request header fields too large",
     ),
+    "body-too-large": ("urn:resilient-gateway:problem:body-too-large", "Request body too large"),
+    "request-timeout": ("urn:resilient-gateway:problem:request-timeout", "Request timeout"),
+    "upstream-bad-answer": (
+        "urn:resilient-gateway:problem:upstream-bad-answer",
+        "Bad answer from the upstream",
+    ),
+    "upgrade-not-supported": (
+        "urn:resilient-gateway:problem:upgrade-not-supported",
+        "Protocol upgrade not supported",
+    ),
+    "too-many-connections": (
+        "urn:resilient-gateway:problem:too-many-connections",
+        "Too many client connections",
+    ),
 }
 
 

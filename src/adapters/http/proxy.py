@@ -6,26 +6,41 @@ types of ``application.forward`` become responses in one ``match``.
 Proxied requests are served by ``ProxyRoutes``, a pure ASGI middleware that matches the path
 and method in one dict lookup and calls the route's ``ProxyEndpoint`` directly. FastAPI's
 router, dependency solver and exception wrapping cost about 30 % of the gateway's CPU per
-request (``bench/README.md``) for routes that take no parameters. Behind a ``root_path`` the
-fast path steps aside and FastAPI routes as usual. The same
-endpoints are registered with FastAPI too, so OpenAPI documents them and anything the fast path
-does not take (another method, a trailing slash) gets FastAPI's usual 405 or 404 problem.
+request (``bench/README.md``) for routes that take no parameters. The same endpoints are
+registered with FastAPI only so that OpenAPI documents them; anything the fast path does not
+take (another method, a trailing slash) gets FastAPI's usual 405 or 404 problem.
+
+What a client controls is bounded here:
+- The body is read only after the limiter, breaker and bulkhead admitted the request, never
+  beyond ``max_request_body_bytes``: a ``Content-Length`` over it is answered 413 at once, a
+  chunked body is counted as it arrives and cut with a 413; either closes the connection. It is
+  kept in one buffer (no joined second copy).
+- Headers: hop-by-hop fields and every field the client's ``Connection`` names are dropped; the
+  client's ``X-Forwarded-*``, ``Forwarded`` and ``X-Real-IP`` are dropped too. The gateway sends
+  its own ``X-Forwarded-For`` (the trusted part of the chain, at most 20 hops, then the peer),
+  ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` (a trusted proxy's values when the peer is one),
+  and ``X-Request-ID``, after that filtering, so no ``Connection`` list can remove them.
+Answers too large for the upstream adapter's buffer are streamed: the status and headers go out
+first, then the body as it arrives; a stream that breaks off closes the client's connection
+(there is no honest way to say so after the head), and counts as the breaker's failure.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.backend_client.hop_by_hop import HOP_BY_HOP
+from adapters.backend_client.hop_by_hop import HOP_BY_HOP, connection_tokens
 from adapters.http.client_identity import ClientIdentity
 from adapters.http.context import context_of, request_id_of
 from adapters.http.problems import problem_response, retry_after_header
 from application.forward import (
+    BadUpstreamAnswer,
     CircuitOpen,
     Forwarded,
     ForwardRequest,
@@ -35,12 +50,41 @@ from application.forward import (
     Saturated,
     UpstreamFailed,
 )
-from domain.ports import UpstreamRequest
+from domain.errors import UpstreamError
+from domain.ports import Body, UpstreamRequest
 from domain.rate_limit import RateLimitDecision
 
-_NOT_FORWARDED = HOP_BY_HOP | {"x-request-id", "x-forwarded-for"}
+# Sent by the client, never forwarded: the gateway writes its own or none.
+_OWNED = frozenset(
+    {
+        "x-request-id",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "forwarded",
+        "x-real-ip",
+    }
+)
+_NOT_FORWARDED = HOP_BY_HOP | _OWNED
 # The server writes its own Date and Server headers; the upstream's would make duplicates.
-_NOT_PASSED_BACK = _NOT_FORWARDED | {"date", "server"}
+_NOT_PASSED_BACK = frozenset({"date", "server", "x-request-id"})
+CONNECTION_KEY = "resilient_gateway.connection"
+"""Scope key of the server's handle on the client connection (``abort()``, ``lost``), when the
+server provides one (``adapters.http.server``)."""
+
+
+class BodyTooLarge(Exception):
+    """The client's body is over the route's limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is over the limit of {limit} bytes")
+        self.limit = limit
+
+
+class ClientGone(Exception):
+    """The client hung up before its body was read."""
 
 
 def rate_limit_headers(
@@ -58,6 +102,37 @@ def rate_limit_headers(
     ]
 
 
+class _BodyReader:
+    """Reads one request body from ``receive``, up to ``limit`` bytes, into one buffer."""
+
+    __slots__ = ("_limit", "_receive")
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+
+    async def __call__(self) -> Body:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        first: bytes = message.get("body", b"")
+        if len(first) > self._limit:
+            raise BodyTooLarge(self._limit)
+        if not message.get("more_body", False):
+            return first
+        buffer = bytearray(first)
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            if len(buffer) + len(chunk) > self._limit:
+                raise BodyTooLarge(self._limit)
+            buffer += chunk
+            if not message.get("more_body", False):
+                return buffer
+
+
 class ProxyEndpoint:
     """Forwards requests to ``forward.route``.
 
@@ -65,44 +140,86 @@ class ProxyEndpoint:
     decision) is left in the request's context for ``RequestContextMiddleware``.
     """
 
-    def __init__(self, forward: ForwardRequest, identity: ClientIdentity) -> None:
+    def __init__(
+        self,
+        forward: ForwardRequest,
+        identity: ClientIdentity,
+        max_request_body_bytes: int = 10 * 1024 * 1024,
+    ) -> None:
         self._forward = forward
         self._identity = identity
         self._route = forward.route
+        self._max_body = max_request_body_bytes
         limiter = forward.route.limiter
         self._window = limiter.policy.window_seconds if limiter is not None else 0.0
 
     async def endpoint(self, request: Request) -> Response:
-        """The same, as a FastAPI endpoint."""
-        return await self.respond(request.scope, await request.body())
+        """The FastAPI registration, for OpenAPI: ``ProxyRoutes`` serves every such request."""
+        raise RuntimeError("proxied routes are served by ProxyRoutes, before FastAPI")
 
-    async def respond(self, scope: Scope, body: bytes) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._route
         request_id = request_id_of(scope)
         peer = scope.get("client")
         peer_host = peer[0] if peer else None
         headers: list[tuple[str, str]] = []
         forwarded_for: list[str] = []
+        forwarded_proto = forwarded_host = None
+        named: list[str] = []
+        host = ""
+        declared_length = None
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
-            if name == "x-forwarded-for":
-                forwarded_for.append(value)
-            if name not in _NOT_FORWARDED:
-                headers.append((name, value))
-        client_id = self._identity.resolve(peer_host, forwarded_for)
-        chain = ", ".join([*forwarded_for, peer_host] if peer_host else forwarded_for)
+            if name in _NOT_FORWARDED:
+                if name == "x-forwarded-for":
+                    forwarded_for.append(value)
+                elif name == "host":
+                    host = value
+                elif name == "content-length":
+                    declared_length = value
+                elif name == "connection":
+                    named.extend(connection_tokens(value))
+                elif name == "x-forwarded-proto":
+                    forwarded_proto = value
+                elif name == "x-forwarded-host":
+                    forwarded_host = value
+                continue
+            headers.append((name, value))
+        if named:
+            dropped = set(named)
+            headers = [(name, value) for name, value in headers if name not in dropped]
+        if declared_length is not None and _over(declared_length, self._max_body):
+            await self._refuse_body(scope, receive, send, request_id)
+            return
+        chain = self._identity.forwarded_chain(peer_host, forwarded_for)
+        client_id = chain[0] if chain else "unknown"
+        if len(chain) > 1:  # vouched for by trusted proxies: their view of scheme and host
+            scheme = forwarded_proto or scope.get("scheme", "http")
+            host = forwarded_host or host
+        else:
+            scheme = scope.get("scheme", "http")
         if chain:
-            headers.append(("x-forwarded-for", chain))
+            headers.append(("x-forwarded-for", ", ".join(chain)))
+        headers.append(("x-forwarded-proto", scheme))
+        if host:
+            headers.append(("x-forwarded-host", host))
         headers.append(("x-request-id", request_id))
         upstream_request = UpstreamRequest(
             scope["method"],
             route.upstream_path,
             scope["query_string"].decode("latin-1"),
             tuple(headers),
-            body,
         )
-        result = await self._forward(client_id, upstream_request)
+        try:
+            result = await self._forward(
+                client_id, upstream_request, _BodyReader(receive, self._max_body)
+            )
+        except BodyTooLarge:
+            await self._refuse_body(scope, receive, send, request_id)
+            return
+        except ClientGone:
+            return  # the client hung up before its body arrived: nothing to answer
         state = context_of(scope)
         state["route"] = route.name
         state["client"] = client_id
@@ -110,7 +227,69 @@ class ProxyEndpoint:
         state["breaker_state"] = route.breaker.state.value
         if result.rate_limit is not None:
             state["rate_limit"] = "allowed" if result.rate_limit.allowed else "blocked"
-        return to_response(result, request_id, route.name, self._window)
+        if isinstance(result, Forwarded) and result.response.rest is not None:
+            await self._stream(result, scope, send, state)
+            return
+        response = to_response(result, request_id, route.name, self._window)
+        await response(scope, receive, send)
+
+    async def _refuse_body(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        context_of(scope)["route"] = self._route.name
+        response = problem_response(
+            "body-too-large",
+            413,
+            f"The request body is over the limit of {self._max_body} bytes.",
+            request_id,
+            headers={"Connection": "close"},
+            limit=self._max_body,
+        )
+        await response(scope, receive, send)
+
+    async def _stream(
+        self, result: Forwarded, scope: Scope, send: Send, state: dict[str, Any]
+    ) -> None:
+        upstream = result.response
+        rest = upstream.rest
+        assert rest is not None
+        headers = _passed_back(upstream.headers)
+        if result.rate_limit is not None:
+            headers.extend(rate_limit_headers(self._route.name, self._window, result.rate_limit))
+        connection = scope.get(CONNECTION_KEY)
+        try:
+            await send(
+                {"type": "http.response.start", "status": upstream.status, "headers": headers}
+            )
+            if upstream.body:
+                await send({"type": "http.response.body", "body": upstream.body, "more_body": True})
+            async for chunk in rest:
+                if connection is not None and connection.lost:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except UpstreamError as error:
+            state["log_extra"] = {"upstream_cut": error.kind, "upstream_error": str(error)}
+            if connection is None:
+                raise  # no server handle to cut the connection with: let the server do it
+            connection.abort()
+        finally:
+            await rest.aclose()
+
+
+def _over(declared: str, limit: int) -> bool:
+    """Whether a ``Content-Length`` value is over ``limit`` (a malformed one never reaches us:
+    the server's parser refuses it)."""
+    return not declared.isdigit() or int(declared) > limit
+
+
+def _passed_back(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers
+        if name.lower() not in _NOT_PASSED_BACK
+    ]
 
 
 class ProxyRoutes:
@@ -123,39 +302,24 @@ class ProxyRoutes:
         self._routes = {path: (frozenset(methods), endpoint) for path, methods, endpoint in routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
-            match = self._routes.get(scope["path"])
+        if scope["type"] == "http":
+            path = scope["path"]
+            root_path = scope.get("root_path")
+            if root_path and path.startswith(root_path):
+                path = path[len(root_path) :]
+            match = self._routes.get(path)
             if match is not None and scope["method"] in match[0]:
-                body = await _read_body(receive)
-                if body is None:
-                    return  # the client hung up before its body arrived: nothing to answer
-                response = await match[1].respond(scope, body)
-                await response(scope, receive, send)
+                await match[1](scope, receive, send)
                 return
         await self._app(scope, receive, send)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 def to_response(result: ForwardResult, request_id: str, policy: str, window: float) -> Response:
-    """The HTTP answer for one use-case result."""
+    """The HTTP answer for one use-case result (a streamed answer's head and first part)."""
     match result:
         case Forwarded(response=upstream):
             response = Response(upstream.body, status_code=upstream.status)
-            response.raw_headers.extend(
-                (name.encode("latin-1"), value.encode("latin-1"))
-                for name, value in upstream.headers
-                if name.lower() not in _NOT_PASSED_BACK
-            )
+            response.raw_headers.extend(_passed_back(upstream.headers))
         case RateLimited(rate_limit=decision):
             response = problem_response(
                 "rate-limited",
@@ -195,6 +359,15 @@ def to_response(result: ForwardResult, request_id: str, policy: str, window: flo
                 request_id,
                 headers={"Retry-After": "1"},
                 retry_after=1,
+            )
+        case BadUpstreamAnswer(detail=detail):
+            response = problem_response(
+                "upstream-bad-answer",
+                502,
+                f"The upstream's answer could not be passed on: {detail}.",
+                request_id,
+                attempts=result.attempts,
+                circuit_breaker_state=result.breaker_state.value,
             )
         case UpstreamFailed():
             headers = None

@@ -1,31 +1,111 @@
-"""How the gateway is served by uvicorn: problem+json parse errors and a clean SIGTERM.
+"""How the gateway is served by uvicorn: bounded client connections, problem+json, a clean SIGTERM.
 
-- A request that is not valid HTTP (an unknown method such as ``BREW``, a malformed header line)
-  never reaches the app: uvicorn's httptools protocol answers it with a plain-text 400. Every
-  error the gateway produces is ``application/problem+json``, so ``ProblemHttpToolsProtocol``
-  writes that body instead.
-- On SIGTERM or SIGINT uvicorn stops accepting, lets requests in flight finish (bounded by
-  ``timeout_graceful_shutdown``), runs the lifespan shutdown (which closes the upstream pool), and
-  then re-raises the signal, so the process dies by it. ``GracefulServer`` keeps all of that but
-  returns normally, so the process exits 0 as orchestrators expect of a clean stop.
+uvicorn's httptools protocol has no bound on how long a client may take to send its request, how
+large a request head may grow while it arrives, or how many connections may be open; an idle
+socket that never sends a byte stays open for ever. ``GatewayHttpProtocol`` extends it with
+those bounds (``ClientLimits``), since uvicorn cannot express them by configuration:
+
+- The request head (request line and header fields) must be complete within
+  ``header_timeout_seconds`` of the moment the server starts waiting for it (the connection
+  opening, or the previous response ending): a connection that sent nothing is closed quietly,
+  one that sent part of a head gets a 408 problem first. Only ``max_head_bytes`` of a head are
+  parsed; a larger one gets a 431 problem and the connection is closed.
+- A body must keep arriving: no more than ``body_timeout_seconds`` between two reads (nginx's
+  ``client_body_timeout``), unless the server itself paused reading because the app has not
+  taken what came. Past it the client gets a 408 problem (when no answer had started) and the
+  connection is closed; the app's ``receive()`` then reports a disconnect.
+- At most ``max_connections`` connections are open at once; one more gets a 503 problem written
+  at once and is closed after a short linger, without any of it being parsed.
+- A request that is not valid HTTP (an unknown method such as ``BREW``, a malformed header
+  line) never reaches the app: it gets a problem+json 400, not uvicorn's plain text.
+- Each request's scope carries the connection (``CONNECTION_KEY``), so a streamed answer whose
+  upstream breaks off can cut the client's connection rather than end the body as if complete.
+
+``raise_open_file_limit`` lifts the soft limit on open files to the hard one at start, so the
+connection cap rather than ``EMFILE`` decides when connections are refused.
+
+On SIGTERM or SIGINT uvicorn stops accepting, lets requests in flight finish (bounded by
+``timeout_graceful_shutdown``), runs the lifespan shutdown (which closes the upstream pool), and
+then re-raises the signal, so the process dies by it. ``GracefulServer`` keeps all of that but
+returns normally, so the process exits 0 as orchestrators expect of a clean stop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import resource
 import signal
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from adapters.http.context import context_of
 from adapters.http.problems import PROBLEM_KINDS, PROBLEM_TYPE
+from adapters.http.proxy import CONNECTION_KEY
+
+_STATUS_LINES = {
+    400: b"HTTP/1.1 400 Bad Request\r\n",
+    408: b"HTTP/1.1 408 Request Timeout\r\n",
+    431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+    503: b"HTTP/1.1 503 Service Unavailable\r\n",
+}
+_KIND_OF_STATUS = {
+    400: "invalid-request",
+    408: "request-timeout",
+    431: "headers-too-large",
+    503: "too-many-connections",
+}
+CLIENT_LIMITS = "resilient_gateway_client_limits"
+LINGER_SECONDS = 1.0
+"""How long a refused connection stays half-open so the client reads its 503 before the close."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """What one client connection may cost the gateway."""
+
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    max_connections: int = 10_000
+    max_head_bytes: int = 64 * 1024
+
+
+DEFAULT_CLIENT_LIMITS = ClientLimits()
+
+
+def problem_bytes(status: int, detail: str, request_id: str, extra: bytes = b"") -> bytes:
+    """A whole HTTP/1.1 answer with a problem+json body, written by the protocol itself."""
+    type_uri, title = PROBLEM_KINDS[_KIND_OF_STATUS[status]]
+    problem = {
+        "type": type_uri,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request_id,
+    }
+    body = json.dumps(problem, separators=(",", ":")).encode()
+    return b"".join(
+        [
+            _STATUS_LINES[status],
+            b"content-type: " + PROBLEM_TYPE.encode() + b"\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"x-request-id: " + request_id.encode("ascii") + b"\r\n",
+            extra,
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
 
 
 def bad_request_body(message: str, request_id: str) -> bytes:
+    """The problem+json body of a 400 for a request that is not valid HTTP."""
     type_uri, _ = PROBLEM_KINDS["invalid-request"]
     problem = {
         "type": type_uri,
@@ -38,6 +118,8 @@ def bad_request_body(message: str, request_id: str) -> bytes:
 
 
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's protocol, answering requests that are not valid HTTP with problem+json."""
+
     def send_400_response(self, msg: str) -> None:
         request_id = uuid.uuid4().hex
         body = bad_request_body(msg, request_id)
@@ -56,6 +138,213 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.write(b"".join(content))
         self.transport.close()
+
+
+class GatewayHttpProtocol(ProblemHttpToolsProtocol):
+    """The server protocol with time, size and count bounds on what clients send."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.limits: ClientLimits = getattr(config, CLIENT_LIMITS, DEFAULT_CLIENT_LIMITS)
+        self._refused = False
+        self._reading_head = True
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._in_body = False
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._last_body_read = 0.0
+
+    # connections
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.limits.max_connections:
+            self._refuse_connection(transport)
+            return
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def _refuse_connection(self, transport: asyncio.Transport) -> None:
+        self._refused = True
+        self.transport = transport
+        detail = (
+            f"The gateway has its maximum of {self.limits.max_connections} client connections "
+            "open; try again shortly."
+        )
+        transport.write(problem_bytes(503, detail, uuid.uuid4().hex, b"retry-after: 1\r\n"))
+        with contextlib.suppress(OSError, RuntimeError, NotImplementedError):
+            transport.write_eof()  # the answer goes out; what the client sends is read and dropped
+        self.loop.call_later(LINGER_SECONDS, transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        self._cancel_body_timer()
+        if self._refused:
+            return
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if not self._reading_head:
+            if self._in_body:
+                self._last_body_read = self.loop.time()
+            super().data_received(data)
+            self._watch_body()
+            return
+        room = self.limits.max_head_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            super().data_received(data)
+            self._watch_body()
+            return
+        # Only what a head may still take is parsed; if it does not complete within that, the
+        # head is too large.
+        self._head_bytes += room
+        super().data_received(data[:room])
+        if self.transport.is_closing():
+            return
+        if self._reading_head:
+            self._end_with(
+                431,
+                f"The request head is over the limit of {self.limits.max_head_bytes} bytes.",
+            )
+            return
+        self._last_body_read = self.loop.time()
+        super().data_received(data[room:])
+        self._watch_body()
+
+    # parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_bytes = 0
+        self._cancel_head_timer()
+        self._in_body = True
+        self._last_body_read = self.loop.time()
+        self.scope[CONNECTION_KEY] = self  # type: ignore[literal-required]
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_head = True
+        self._in_body = False
+        self._cancel_body_timer()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self._head_timer is None and self._reading_head:
+            self._arm_head_timer()
+
+    # the connection handle a streamed answer uses
+    @property
+    def lost(self) -> bool:
+        cycle = self.cycle
+        return cycle is None or cycle.disconnected or self.transport.is_closing()
+
+    def abort(self) -> None:
+        """Cut the connection in the middle of an answer; later sends are dropped."""
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+        self.transport.close()
+
+    # timers
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(
+            self.limits.header_timeout_seconds, self._head_timed_out
+        )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._head_bytes == 0:
+            self.transport.close()  # an idle connection: closed without a word, as keep-alive is
+            return
+        self._end_with(
+            408,
+            f"The request head did not arrive within {self.limits.header_timeout_seconds:g} s.",
+        )
+
+    def _watch_body(self) -> None:
+        if self._in_body and self._body_timer is None and not self.transport.is_closing():
+            self._body_timer = self.loop.call_later(
+                self.limits.body_timeout_seconds, self._body_check
+            )
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_check(self) -> None:
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        idle = self.loop.time() - self._last_body_read
+        if self.flow.read_paused:  # waiting for the app, not for the client
+            self._last_body_read = self.loop.time()
+            idle = 0.0
+        if idle < self.limits.body_timeout_seconds:
+            self._body_timer = self.loop.call_later(
+                self.limits.body_timeout_seconds - idle, self._body_check
+            )
+            return
+        self._end_with(
+            408,
+            f"The request body stopped arriving for {self.limits.body_timeout_seconds:g} s.",
+        )
+
+    def _end_with(self, status: int, detail: str) -> None:
+        """Answer ``status`` if an answer can still be sent, then close; the app sees a
+        disconnect."""
+        cycle = self.cycle
+        if self._reading_head:  # between requests: the last answer, if any, must be complete
+            can_answer, in_request = cycle is None or cycle.response_complete, False
+        else:
+            can_answer, in_request = cycle is not None and not cycle.response_started, True
+        if can_answer:
+            request_id = uuid.uuid4().hex
+            if in_request:
+                state = context_of(self.scope)  # type: ignore[arg-type]
+                request_id = state.get("request_id") or request_id
+                state["closed_with"] = status
+            self.transport.write(problem_bytes(status, detail, request_id))
+        if in_request and cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+
+def configure(config: uvicorn.Config, limits: ClientLimits) -> uvicorn.Config:
+    """Serve with ``GatewayHttpProtocol`` bound to ``limits`` (kept on the config, which uvicorn
+    hands to every protocol and pickles for every worker process)."""
+    config.http = GatewayHttpProtocol
+    setattr(config, CLIENT_LIMITS, limits)
+    return config
+
+
+def raise_open_file_limit(ceiling: int = 1_048_576) -> tuple[int, int, int]:
+    """Lift the soft limit on open files to the hard one (at most ``ceiling``).
+
+    Returns the soft limit before, the soft limit now and the hard limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            target = soft
+        return soft, target, hard
+    return soft, soft, hard
 
 
 class GracefulServer(uvicorn.Server):
