@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     soft_before, soft, hard = raise_open_file_limit()
     # Every client connection is a file; so is every upstream and Redis connection, and a few
     # more for the process itself. The connection cap stays below what the process may open.
-    reserve = settings.upstream_pool_size + 64
+    reserve = settings.upstream_pool_size + 64  # refused connections linger in these too
     max_connections = max(1, min(settings.max_client_connections, soft - reserve))
     limits = ClientLimits(
         header_timeout_seconds=settings.client_header_timeout_seconds,

@@ -91,7 +91,11 @@ def wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 30.0
 
 @contextmanager
 def service(
-    command: str, env: dict[str, str], log_dir: Path, port: int | None = None
+    command: str,
+    env: dict[str, str],
+    log_dir: Path,
+    port: int | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[Service]:
     """Start one console script on a free port; stop it with SIGTERM afterwards."""
     port = port or free_port()
@@ -104,6 +108,7 @@ def service(
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec_fn,
         )
     try:
         wait_healthy(url, process)
@@ -115,6 +120,31 @@ def service(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def hostile_upstream() -> Iterator[str]:
+    """``tests/integration/hostile_upstream.py`` as its own process; its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.hostile_upstream", "--port", str(port)],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ those bounds (``ClientLimits``), since uvicorn cannot express them by configurat
   taken what came. Past it the client gets a 408 problem (when no answer had started) and the
   connection is closed; the app's ``receive()`` then reports a disconnect.
 - At most ``max_connections`` connections are open at once; one more gets a 503 problem written
-  at once and is closed after a short linger, without any of it being parsed.
+  at once and is closed after a short linger (``LINGER_SECONDS``, at most ``MAX_LINGERING`` at
+  once), without any of it being parsed.
 - A request that is not valid HTTP (an unknown method such as ``BREW``, a malformed header
   line) never reaches the app: it gets a problem+json 400, not uvicorn's plain text.
 - Each request's scope carries the connection (``CONNECTION_KEY``), so a streamed answer whose
@@ -63,8 +64,12 @@ _KIND_OF_STATUS = {
     503: "too-many-connections",
 }
 CLIENT_LIMITS = "resilient_gateway_client_limits"
-LINGER_SECONDS = 1.0
+LINGER_SECONDS = 0.5
 """How long a refused connection stays half-open so the client reads its 503 before the close."""
+MAX_LINGERING = 32
+"""Refused connections lingering at once; more are closed right after their 503 is written, so a
+flood of connections cannot hold more file descriptors than the cap leaves spare."""
+_LINGERING = "resilient_gateway_lingering"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +175,20 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
             "open; try again shortly."
         )
         transport.write(problem_bytes(503, detail, uuid.uuid4().hex, b"retry-after: 1\r\n"))
+        state = self.server_state
+        lingering = getattr(state, _LINGERING, 0)
+        if lingering >= MAX_LINGERING:
+            transport.close()
+            return
+        setattr(state, _LINGERING, lingering + 1)
         with contextlib.suppress(OSError, RuntimeError, NotImplementedError):
             transport.write_eof()  # the answer goes out; what the client sends is read and dropped
-        self.loop.call_later(LINGER_SECONDS, transport.close)
+
+        def close() -> None:
+            setattr(state, _LINGERING, getattr(state, _LINGERING) - 1)
+            transport.close()
+
+        self.loop.call_later(LINGER_SECONDS, close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
