@@ -204,10 +204,7 @@ def limit_open_files(soft: int, hard: int | None = None) -> Callable[[], None]:
 
 
 def open_silent_sockets(gateway: Service, count: int) -> list[socket.socket]:
-    sockets = []
-    for _ in range(count):
-        sockets.append(connect(gateway))
-    return sockets
+    return [connect(gateway) for _ in range(count)]
 
 
 def test_1100_silent_sockets_at_a_soft_limit_of_1024_leave_health_answering(
@@ -268,7 +265,7 @@ def test_past_a_hard_limit_new_connections_are_refused_cleanly_and_clients_are_s
 
 def echoed_headers(answer: httpx.Response) -> dict[str, str]:
     assert answer.status_code == 200, answer.text
-    return {name: value for name, value in answer.json()["headers"]}
+    return dict(answer.json()["headers"])
 
 
 def test_connection_named_headers_are_removed_both_ways_but_never_the_gateways_own(
