@@ -92,3 +92,23 @@ async def test_failures_can_carry_retry_after(backend: httpx.AsyncClient) -> Non
     assert (failed.status_code, failed.headers["retry-after"]) == (503, "7")
     await backend.put("/chaos", json={"retry_after_seconds": None, "fail_next": 1})
     assert "retry-after" not in (await backend.get("/flaky-data")).headers
+
+
+async def test_with_a_chaos_token_only_a_bearer_of_it_changes_chaos() -> None:
+    settings = BackendSettings(failure_rate=0, slow_rate=0, slow_seconds=0, seed=1)
+    settings = settings.model_copy(update={"chaos_token": "s3cret"})
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://backend") as client:
+        anonymous = await client.put("/chaos", json={"failure_rate": 1})
+        wrong = await client.delete("/chaos", headers={"Authorization": "Bearer nope"})
+        right = await client.put(
+            "/chaos", json={"failure_rate": 1}, headers={"Authorization": "Bearer s3cret"}
+        )
+        readable = await client.get("/chaos")
+    assert (anonymous.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert readable.json()["failure_rate"] == 1
+
+
+def test_the_chaos_token_is_read_from_chaos_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAOS_TOKEN", "from-env")
+    assert BackendSettings().chaos_token == "from-env"

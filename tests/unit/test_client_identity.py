@@ -76,3 +76,22 @@ def test_ipv4_mapped_peer_is_normalised() -> None:
 
 def test_no_peer_is_unknown() -> None:
     assert ClientIdentity().resolve(None, []) == "unknown"
+
+
+def test_the_forwarded_chain_of_an_untrusted_peer_is_the_peer_alone() -> None:
+    identity = ClientIdentity(PROXIES)
+    assert identity.forwarded_chain("203.0.113.5", ["1.2.3.4"]) == ["203.0.113.5"]
+
+
+def test_the_forwarded_chain_keeps_the_trusted_part_client_first() -> None:
+    identity = ClientIdentity(PROXIES)
+    chain = identity.forwarded_chain("10.0.0.1", ["6.6.6.6, 198.51.100.2, 10.0.0.9"])
+    assert chain == ["198.51.100.2", "10.0.0.9", "10.0.0.1"]
+
+
+def test_the_forwarded_chain_is_capped_at_max_hops() -> None:
+    identity = ClientIdentity(PROXIES, max_hops=5)
+    header = ", ".join(f"10.1.0.{i}" for i in range(1, 200))
+    chain = identity.forwarded_chain("10.0.0.1", [header])
+    assert len(chain) == 6
+    assert chain[-1] == "10.0.0.1"
