@@ -1,12 +1,13 @@
 """The gateway under real load, beside the backend itself and the simplest alternative.
 
-On loopback, this starts three servers as their own processes:
+On loopback, this starts these servers as their own processes:
 
 - ``direct``: the flaky backend, failures and slowness off;
 - ``gateway``: the gateway in front of it, configured as in production (rate limiting on with a
   limit too high to trigger, breaker, retries, retry budget, bulkhead, metrics, and one JSON log
   line per request written to a file), with its default upstream client (httptools);
 - ``gateway-aiohttp``: the same with ``UPSTREAM_CLIENT=aiohttp``;
+- ``gateway-httpx``: the same with ``UPSTREAM_CLIENT=httpx`` (httpx's API over httpcore);
 - with ``--redis URL``, ``gateway-redis``: the same with the limiter's counts in that Redis;
 - ``baseline``: ``bench/baseline_proxy.py``, a bare FastAPI route with one ``httpx.AsyncClient``.
 
@@ -45,6 +46,7 @@ CONNECTIONS = (1, 32)
 GATEWAYS: dict[str, dict[str, str]] = {
     "gateway": {"UPSTREAM_CLIENT": "httptools"},
     "gateway-aiohttp": {"UPSTREAM_CLIENT": "aiohttp"},
+    "gateway-httpx": {"UPSTREAM_CLIENT": "httpx"},
 }
 
 
@@ -335,7 +337,8 @@ def main() -> None:
             table(targets, results),
             "",
             "`direct` is the flaky backend (failures off), `gateway` the gateway in front of it "
-            "with every feature on, `gateway-aiohttp` the same with UPSTREAM_CLIENT=aiohttp, "
+            "with every feature on, `gateway-aiohttp` and `gateway-httpx` the same with "
+            "UPSTREAM_CLIENT=aiohttp or httpx, "
             + (
                 f"`gateway-redis` the same with its limiter's counts in Redis ({args.redis}), "
                 if args.redis
