@@ -45,6 +45,10 @@ PROBLEM_KINDS: dict[str, tuple[str, str]] = {
         "urn:resilient-gateway:problem:headers-too-large",
         "Request header fields too large",
     ),
+    "dashboard-busy": (
+        "urn:resilient-gateway:problem:dashboard-busy",
+        "Too many dashboard streams",
+    ),
 }
 
 
