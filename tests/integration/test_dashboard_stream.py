@@ -3,6 +3,7 @@ shutdown that does not wait on open streams."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 import statistics
@@ -78,7 +79,7 @@ def test_the_stream_is_an_event_stream_with_one_frame_per_interval(
                 httpx.get(f"{gateway.url}/api/v1/data")
             if len(arrivals) == 16:
                 break
-    gaps = [b - a for a, b in zip(arrivals[1:], arrivals[2:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals[1:])]  # the first frame came at once
     assert 0.15 <= statistics.median(gaps) <= 0.3, gaps
     assert kinds[0] == "data"
     assert ": heartbeat" in kinds  # an idle gateway: nothing new to send

@@ -22,12 +22,13 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from adapters.dashboard.snapshot import SnapshotBuilder
-from adapters.http.context import request_id_of
+from adapters.http.context import context_of, request_id_of
 from adapters.http.problems import problem_response
 from domain.ports import Sleeper
 
 HEARTBEAT = b": heartbeat\n\n"
 RECONNECT_MILLISECONDS = 1000
+EVENTS_ROUTE_LABEL = "/dashboard/events"
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -120,6 +121,7 @@ class EventStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub = self._hub
+        context_of(scope)["route"] = EVENTS_ROUTE_LABEL  # its label in the log and the metrics
         wake = asyncio.Event()
         if not hub.try_open_stream(wake):
             await self._refuse(scope, receive, send)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from importlib.resources import files
 
 from fastapi import FastAPI
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -28,11 +27,11 @@ def add_dashboard(app: FastAPI, hub: DashboardHub) -> None:
     """Serve the page at ``/dashboard`` and the snapshots at ``/dashboard/events``."""
     page = dashboard_page()
 
-    async def dashboard(_: Request) -> Response:
+    async def dashboard() -> Response:
         return Response(page, media_type="text/html; charset=utf-8")
 
     # Neither is part of the API's OpenAPI document: one is a page for people, the other an
     # endless stream that a schema-driven client could only hang on.
-    app.add_route(PAGE_PATH, dashboard, methods=["GET"], include_in_schema=False)
+    app.add_api_route(PAGE_PATH, dashboard, methods=["GET"], include_in_schema=False)
     stream = Route(EVENTS_PATH, EventStream(hub), methods=["GET"], include_in_schema=False)
     app.router.routes.append(stream)
