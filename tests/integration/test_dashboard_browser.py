@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.conftest import free_port, service
+
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -120,9 +122,38 @@ def test_the_dashboard_shows_the_breaker_open_and_close_and_the_rate_rise_live(
             while time.monotonic() < deadline and highest < before + 20:
                 page.wait_for_timeout(250)
                 highest = max(highest, rate_shown(page))
+            page.wait_for_timeout(2000)  # a few seconds of load on the sparkline
             page.screenshot(path=str(artifacts_dir() / "dashboard.png"), full_page=True)
         finally:
             stop.set()
             for loader in loaders:
                 loader.join()
-    assert highest >= before + 20, (before, highest)
+        assert highest >= before + 20, (before, highest)
+
+        # On a phone's width nothing runs off the side of the page.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(artifacts_dir() / "dashboard-phone.png"), full_page=True)
+
+
+def test_the_page_reconnects_by_itself_when_the_gateway_restarts(
+    tmp_path: Path, browser_page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    page = browser_page
+    port = free_port()
+    backend_env = {"FLAKY_FAILURE_RATE": "0", "FLAKY_SLOW_RATE": "0"}
+    with service("flaky-backend", backend_env, tmp_path) as backend:
+        gateway_env = {"BACKEND_URL": backend.url}
+        with service("resilient-gateway", gateway_env, tmp_path, port=port) as gateway:
+            page.goto(f"{gateway.url}/dashboard")
+            expect(page.locator("#connection")).to_have_text("live", timeout=5000)
+        expect(page.locator("#connection")).not_to_have_text("live", timeout=5000)
+        with service("resilient-gateway", gateway_env, tmp_path, port=port) as gateway:
+            # The page's own retries wait at most 10 s between two tries.
+            expect(page.locator("#connection")).to_have_text("live", timeout=15000)
+            assert httpx.get(f"{gateway.url}/api/v1/data").status_code == 200
+            requests = page.locator("#upstream-backend .count-success")
+            expect(requests).to_have_text("1", timeout=3000)
