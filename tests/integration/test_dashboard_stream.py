@@ -98,6 +98,8 @@ def test_at_most_max_streams_are_open_and_one_more_gets_a_503_problem(
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["type"] == "urn:resilient-gateway:problem:dashboard-busy"
         assert "retry-after" in refused.headers
+        prometheus = httpx.get(f"{gateway.url}/metrics", headers={"Accept": "text/plain"}).text
+        assert 'route="/dashboard/events",status_class="5xx"} 1.0' in prometheus
         first.close()
         # The gateway notices the hang-up at once; a new stream then gets the free place.
         deadline = time.monotonic() + 5
@@ -142,3 +144,11 @@ def test_a_gateway_with_five_open_dashboards_shuts_down_at_once(
     assert took < 3.0, f"shutdown took {took:.1f} s"
     assert ended == ["clean"] * 5
     assert "timeout graceful shutdown exceeded" not in gateway.log()
+
+
+async def test_dashboard_requests_are_counted_under_their_own_labels() -> None:
+    async with gateway_in_process() as gw:
+        await gw.client.get("/dashboard")
+        metrics = gw.container.http_metrics()
+        assert metrics.stats("/dashboard").by_status_class[2] == 1
+        assert "unmatched" not in metrics.by_route

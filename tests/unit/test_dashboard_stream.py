@@ -130,3 +130,27 @@ async def test_closing_the_hub_ends_every_stream_cleanly_and_refuses_new_ones() 
     await late.task
     assert late.status == 503
     await hub.aclose()
+
+
+class FlakyBuilder:
+    """A snapshot builder whose second snapshot fails."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def build(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("a bug in one snapshot")
+        return {"snapshot": self.calls}
+
+
+async def test_one_failed_snapshot_does_not_stop_the_later_ones() -> None:
+    builder = FlakyBuilder()
+    hub = DashboardHub(builder, FakeClock(), 0.5, 1)  # type: ignore[arg-type]
+    await hub.start()
+    await let_other_tasks_run(10)
+    await hub.aclose()
+    assert builder.calls > 3
+    assert hub.frame.startswith(b'data: {"snapshot":')
+    assert hub.frame != b'data: {"snapshot":1}\n\n'

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from adapters.dashboard.snapshot import SnapshotBuilder
 from adapters.http.context import context_of, request_id_of
 from adapters.http.problems import problem_response
+from adapters.observability import get_logger
 from domain.ports import Sleeper
 
 HEARTBEAT = b": heartbeat\n\n"
@@ -57,6 +58,7 @@ class DashboardHub:
         self._open_streams = 0
         self._closed = False
         self._task: asyncio.Task[None] | None = None
+        self._log = get_logger("gateway.dashboard")
 
     @property
     def closed(self) -> bool:
@@ -83,8 +85,12 @@ class DashboardHub:
     async def _run(self) -> None:
         while not self._closed:
             await self._sleeper.sleep(self.interval_seconds)
-            if not self._closed:
+            if self._closed:
+                return
+            try:
                 self.publish()
+            except Exception:  # a bug in one snapshot must not stop every later one
+                self._log.exception("dashboard_snapshot_failed")
 
     def close(self) -> None:
         """End every stream and refuse new ones; safe to call more than once."""
