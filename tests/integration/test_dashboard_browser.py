@@ -38,6 +38,8 @@ CHROMIUM_ARGS = [
 ]
 ROOT = Path(__file__).resolve().parents[2]
 RECOVERY_SECONDS = 2.0
+RATE_RISE = 10.0
+"""Requests per second the figure must rise by under load (idle, it shows well under 1)."""
 
 
 def artifacts_dir() -> Path:
@@ -119,7 +121,7 @@ def test_the_dashboard_shows_the_breaker_open_and_close_and_the_rate_rise_live(
         try:
             highest = before
             deadline = time.monotonic() + 6
-            while time.monotonic() < deadline and highest < before + 20:
+            while time.monotonic() < deadline and highest < before + RATE_RISE:
                 page.wait_for_timeout(250)
                 highest = max(highest, rate_shown(page))
             page.wait_for_timeout(2000)  # a few seconds of load on the sparkline
@@ -128,7 +130,7 @@ def test_the_dashboard_shows_the_breaker_open_and_close_and_the_rate_rise_live(
             stop.set()
             for loader in loaders:
                 loader.join()
-        assert highest >= before + 20, (before, highest)
+        assert highest >= before + RATE_RISE, (before, highest)
 
         # On a phone's width nothing runs off the side of the page.
         page.set_viewport_size({"width": 390, "height": 844})
