@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GATEWAY_PORT ?= 8000
 BACKEND_PORT ?= 8001
 
-.PHONY: install run test unit integration lint deploy-check verify-native format bench bench-more clean
+.PHONY: install browser run test unit integration lint deploy-check verify-native format bench bench-more clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +14,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# Debian's chromium for the dashboard's browser test (Playwright drives it; it never downloads a
+# browser of its own). Needs root or sudo; CI runs it from .ci/run.
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium"; else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; fi
 
 run: install
 	$(BIN)/python -m gateway.devrun --gateway-port $(GATEWAY_PORT) --backend-port $(BACKEND_PORT)

@@ -11,12 +11,16 @@ On loopback, this starts these servers as their own processes:
 - with ``--redis URL``, ``gateway-redis``: the same with the limiter's counts in that Redis;
 - ``baseline``: ``bench/baseline_proxy.py``, a bare FastAPI route with one ``httpx.AsyncClient``.
 
+With ``--dashboard-stream`` one live-dashboard stream (``/dashboard/events``) is kept open to each
+gateway for the whole run, as a person watching it would; compare the table with one made
+without it to see what a watched dashboard costs.
+
 Each is loaded in turn with ``wrk`` at 1 and at 32 connections, alternating, for several rounds;
 the median round is reported. CPU per request is read from ``/proc/<pid>/stat`` (user + system,
 children included) of the server under load and of the backend behind it. The table is printed
 and written to ``bench/results/latest.md``.
 
-    .venv/bin/python bench/load.py [--rounds 3] [--seconds 5]
+    .venv/bin/python bench/load.py [--rounds 3] [--seconds 5] [--dashboard-stream]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -99,6 +104,30 @@ def server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+class DashboardWatcher:
+    """One ``/dashboard/events`` stream kept open in a thread, counting the frames it reads."""
+
+    def __init__(self, url: str) -> None:
+        self.frames = 0
+        self._stop = threading.Event()
+        self._url = url
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        with urllib.request.urlopen(self._url, timeout=30) as stream:
+            if stream.status != 200:
+                raise RuntimeError(f"{self._url} answered {stream.status}")
+            while not self._stop.is_set():
+                chunk = stream.read1(65536)
+                if not chunk:
+                    return
+                self.frames += chunk.count(b"\n\n")
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def ensure_wrk() -> str:
@@ -242,6 +271,11 @@ def main() -> None:
     parser.add_argument(
         "--redis", metavar="URL", help="add a gateway whose limiter keeps its counts in this Redis"
     )
+    parser.add_argument(
+        "--dashboard-stream",
+        action="store_true",
+        help="keep one /dashboard/events stream open to each gateway during the whole run",
+    )
     args = parser.parse_args()
     wrk = ensure_wrk()
     gateways = dict(GATEWAYS)
@@ -305,6 +339,11 @@ def main() -> None:
                 logs / "baseline.log",
             )
         )
+        watchers = {
+            name: DashboardWatcher(f"http://127.0.0.1:{ports[name]}/dashboard/events")
+            for name in gateways
+            if args.dashboard_stream
+        }
         pids = {name: (process.pid, backend.pid) for name, process in processes.items()}
         pids["direct"] = (backend.pid, backend.pid)
         pids["baseline"] = (baseline.pid, backend.pid)
@@ -325,6 +364,15 @@ def main() -> None:
                         flush=True,
                     )
         log_lines = sum(1 for _ in (logs / "gateway.log").open("rb"))
+        for watcher in watchers.values():
+            watcher.stop()
+    watched = (
+        " One dashboard stream was open to each gateway throughout ("
+        + ", ".join(f"{name}: {w.frames:,} frames read" for name, w in watchers.items())
+        + ")."
+        if watchers
+        else ""
+    )
     elapsed = time.monotonic() - started
     report = "\n".join(
         [
@@ -347,7 +395,7 @@ def main() -> None:
             + "`baseline` a bare FastAPI route with one httpx.AsyncClient. "
             "Server CPU is the process under load (user + system, children included, from "
             "/proc); backend CPU is the backend's share of the same requests. The gateway wrote "
-            f"{log_lines:,} JSON log lines during the run.",
+            f"{log_lines:,} JSON log lines during the run.{watched}",
             "",
         ]
     )

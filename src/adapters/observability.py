@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import structlog
 
+from adapters.event_log import EventLog
 from adapters.metrics.counters import RouteCounters
 from domain.breaker import BreakerState
 
@@ -82,11 +83,18 @@ def get_logger(name: str) -> Any:
 
 
 class BreakerTransitionReporter:
-    """Counts and logs each transition of one route's breaker."""
+    """Counts and logs each transition of one route's breaker, and adds it to ``events``."""
 
-    def __init__(self, counters: RouteCounters) -> None:
+    def __init__(
+        self,
+        counters: RouteCounters,
+        events: EventLog | None = None,
+        upstream: str | None = None,
+    ) -> None:
         self._counters = counters
         self._log = get_logger("gateway.breaker")
+        self._events = events
+        self._upstream = upstream
 
     def __call__(self, previous: BreakerState, current: BreakerState) -> None:
         self._counters.breaker_transitioned(previous, current)
@@ -96,3 +104,11 @@ class BreakerTransitionReporter:
             from_state=previous.value,
             to_state=current.value,
         )
+        if self._events is not None:
+            self._events.append(
+                "breaker_transition",
+                upstream=self._upstream,
+                route=self._counters.route,
+                from_state=previous.value,
+                to_state=current.value,
+            )

@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     container.settings.override(providers.Object(settings))
     config = configure(uvicorn.Config(container.app(), **serving), limits)
     server = GracefulServer(config)
+    dashboard = container.dashboard()
+    if dashboard is not None:  # its streams end at once, so a shutdown never waits on them
+        server.on_shutdown_begin.append(dashboard.close)
     freeze_startup_heap()
     server.run()
     if not server.started:

@@ -20,6 +20,9 @@ from adapters.backend_client.httptools_upstream import HttptoolsUpstream
 from adapters.backend_client.httpx_upstream import HttpxUpstream
 from adapters.backend_client.limits import UpstreamLimits
 from adapters.clock.system import SystemClock
+from adapters.dashboard.snapshot import DashboardRoute, SnapshotBuilder
+from adapters.dashboard.stream import DashboardHub
+from adapters.event_log import EventLog
 from adapters.http.app import ProxiedRoute, create_app
 from adapters.http.client_identity import ClientIdentity
 from adapters.metrics.counters import HttpMetrics, RouteCounters
@@ -30,13 +33,14 @@ from application.forward import ForwardRequest
 from application.route import Route
 from domain.breaker import BreakerPolicy, CircuitBreaker
 from domain.bulkhead import Bulkhead
-from domain.ports import Clock
+from domain.ports import Clock, Sleeper
 from domain.rate_limit import RateLimitAlgorithm, RateLimiter, RateLimitPolicy
 from domain.retry import Jitter, RetryPolicy
 from domain.retry_budget import RetryBudget, RetryBudgetPolicy
 from gateway.settings import GatewaySettings
 
 DEFAULT_ROUTE_NAME = "default"
+DEFAULT_UPSTREAM_NAME = "backend"
 DEFAULT_ROUTE_PATH = "/api/v1/data"
 DEFAULT_UPSTREAM_PATH = "/flaky-data"
 
@@ -59,6 +63,22 @@ def build_limiter(settings: GatewaySettings, clock: Clock) -> RateLimiter | None
         settings.rate_limit_storage_timeout_seconds,
         get_logger("gateway.rate_limit"),
     )
+
+
+def build_dashboard(
+    settings: GatewaySettings,
+    routes: list[DashboardRoute],
+    http_metrics: HttpMetrics,
+    events: EventLog,
+    clock: Clock,
+    sleeper: Sleeper,
+) -> DashboardHub | None:
+    """The dashboard's hub over ``routes``, or None when the dashboard is off."""
+    if not settings.dashboard_enabled:
+        return None
+    interval = settings.dashboard_interval_seconds
+    builder = SnapshotBuilder(routes, http_metrics, events, clock, interval)
+    return DashboardHub(builder, sleeper, interval, settings.dashboard_max_streams)
 
 
 async def close_limiter(limiter: RateLimiter | None) -> None:
@@ -101,6 +121,7 @@ class Container(containers.DeclarativeContainer):
     http_metrics = providers.Singleton(HttpMetrics)
     request_logger = providers.Singleton(get_logger, "gateway.request")
     counters = providers.Singleton(RouteCounters, route=DEFAULT_ROUTE_NAME)
+    events = providers.Singleton(EventLog)
     breaker = providers.Singleton(
         CircuitBreaker,
         policy=providers.Singleton(
@@ -110,7 +131,12 @@ class Container(containers.DeclarativeContainer):
             half_open_max_calls=settings.provided.half_open_max_calls,
         ),
         clock=clock,
-        on_transition=providers.Singleton(BreakerTransitionReporter, counters=counters),
+        on_transition=providers.Singleton(
+            BreakerTransitionReporter,
+            counters=counters,
+            events=events,
+            upstream=DEFAULT_UPSTREAM_NAME,
+        ),
     )
     limiter = providers.Singleton(build_limiter, settings=settings, clock=clock)
     retry_policy = providers.Singleton(
@@ -157,6 +183,26 @@ class Container(containers.DeclarativeContainer):
     identity = providers.Singleton(
         ClientIdentity, trusted_proxies=settings.provided.trusted_proxies
     )
+    dashboard = providers.Singleton(
+        build_dashboard,
+        settings=settings,
+        routes=providers.List(
+            providers.Singleton(
+                DashboardRoute,
+                name=DEFAULT_ROUTE_NAME,
+                upstream=DEFAULT_UPSTREAM_NAME,
+                counters=counters,
+                breaker=breaker,
+                limiter=limiter,
+            )
+        ),
+        http_metrics=http_metrics,
+        events=events,
+        clock=clock,
+        # Real time between snapshots even when a test fakes the clock: a fake clock's sleep
+        # moves the fake time, and a publishing loop on it would spin and age every window.
+        sleeper=providers.Singleton(SystemClock),
+    )
     app = providers.Singleton(
         create_app,
         routes=providers.List(
@@ -172,4 +218,5 @@ class Container(containers.DeclarativeContainer):
             upstream.provided.aclose,
             providers.Callable(functools.partial, close_limiter, limiter),
         ),
+        dashboard=dashboard,
     )

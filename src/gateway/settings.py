@@ -100,6 +100,13 @@ class GatewaySettings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     """``json``: one JSON object per line; ``console``: aligned text for humans."""
 
+    dashboard_enabled: bool = True
+    """Whether the gateway serves its live dashboard (``/dashboard``, ``/dashboard/events``)."""
+    dashboard_interval_seconds: float = Field(0.5, ge=0.05, le=60)
+    """Time between two snapshots on the dashboard's event stream."""
+    dashboard_max_streams: int = Field(5, ge=1, le=1_000)
+    """Dashboard event streams open at once at most; one more gets a 503 problem."""
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _normalise_case(cls, value: Any) -> Any:

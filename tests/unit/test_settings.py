@@ -58,6 +58,9 @@ def test_lists_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None
         ("RATE_LIMIT_STORAGE_URL", "redis://host:notaport/0"),
         ("RATE_LIMIT_STORAGE_URL", "redis://"),
         ("RATE_LIMIT_ALGORITHM", "token_bucket"),
+        ("DASHBOARD_ENABLED", "sometimes"),
+        ("DASHBOARD_INTERVAL_SECONDS", "0"),
+        ("DASHBOARD_MAX_STREAMS", "0"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(

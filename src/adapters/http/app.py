@@ -18,6 +18,8 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from adapters.dashboard.stream import DashboardHub
+from adapters.dashboard.web import add_dashboard
 from adapters.http.client_identity import ClientIdentity
 from adapters.http.context import RequestContextMiddleware, request_id_of
 from adapters.http.openapi import (
@@ -55,8 +57,16 @@ def create_app(
     logger: Any,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    dashboard: DashboardHub | None = None,
 ) -> FastAPI:
-    """A gateway app serving ``routes``; hooks run in its lifespan."""
+    """A gateway app serving ``routes``; hooks run in its lifespan.
+
+    With a ``dashboard`` hub it also serves ``/dashboard`` and ``/dashboard/events``, and the
+    hub publishes while the app runs.
+    """
+    if dashboard is not None:
+        on_startup = [*on_startup, dashboard.start]
+        on_shutdown = [dashboard.aclose, *on_shutdown]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -116,6 +126,9 @@ def create_app(
             return JSONResponse(json_metrics(views, routes, http_metrics))
         body, media_type = exposition(registry, openmetrics=wanted == "openmetrics")
         return Response(body, media_type=media_type)
+
+    if dashboard is not None:
+        add_dashboard(app, dashboard)
 
     _install_problem_handlers(app)
     _add_problem_schema(app)

@@ -59,6 +59,10 @@ PROBLEM_KINDS: dict[str, tuple[str, str]] = {
         "urn:resilient-gateway:problem:too-many-connections",
         "Too many client connections",
     ),
+    "dashboard-busy": (
+        "urn:resilient-gateway:problem:dashboard-busy",
+        "Too many dashboard streams",
+    ),
 }
 
 

@@ -29,6 +29,10 @@ On SIGTERM or SIGINT uvicorn stops accepting, lets requests in flight finish (bo
 ``timeout_graceful_shutdown``), runs the lifespan shutdown (which closes the upstream pool), and
 then re-raises the signal, so the process dies by it. ``GracefulServer`` keeps all of that but
 returns normally, so the process exits 0 as orchestrators expect of a clean stop.
+
+uvicorn waits for open responses before it shuts down, and an event stream never ends by itself.
+``GracefulServer.on_shutdown_begin`` holds callbacks run the moment a shutdown begins, before
+that wait (the dashboard's hub ends its streams there).
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ import contextlib
 import json
 import resource
 import signal
+import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -364,6 +369,16 @@ def raise_open_file_limit(ceiling: int = 1_048_576) -> tuple[int, int, int]:
 
 
 class GracefulServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.on_shutdown_begin: list[Callable[[], None]] = []
+        """Called, in order, when a shutdown begins: before open responses are waited for."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for callback in self.on_shutdown_begin:
+            callback()
+        await super().shutdown(sockets)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():

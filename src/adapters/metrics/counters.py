@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 
+from adapters.metrics.rolling import LATENCY_BOUNDS_SECONDS, new_latency_counts
 from domain.breaker import BreakerState
 
 DURATION_BUCKETS_SECONDS = (
@@ -89,11 +90,14 @@ class RequestStats:
         self.by_status_class = [0] * 6
         self.duration_bucket_counts = [0] * (len(DURATION_BUCKETS_SECONDS) + 1)
         self.duration_sum_seconds = 0.0
+        # Finer buckets for the dashboard's rolling percentiles (adapters.metrics.rolling).
+        self.latency_counts = new_latency_counts()
 
     def record(self, status: int, duration_seconds: float) -> None:
         self.by_status_class[min(status // 100, 5)] += 1
         self.duration_bucket_counts[bisect_left(DURATION_BUCKETS_SECONDS, duration_seconds)] += 1
         self.duration_sum_seconds += duration_seconds
+        self.latency_counts[bisect_left(LATENCY_BOUNDS_SECONDS, duration_seconds)] += 1
 
 
 class HttpMetrics:

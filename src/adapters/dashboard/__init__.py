@@ -1,0 +1,1 @@
+"""The live dashboard: rolling figures per upstream and route, streamed to one HTML page."""
