@@ -172,7 +172,7 @@ class ForwardRequest:
                 else:
                     outcome = CallOutcome.SUCCESS
             finally:
-                breaker.record(permit, outcome)
+                breaker.record(permit, outcome, clock.now() - (deadline - time_left))
                 if bulkhead is not None:
                     bulkhead.release()
 

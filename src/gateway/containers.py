@@ -26,7 +26,7 @@ from adapters.rate_limit.memory import InMemoryRateLimiter
 from adapters.rate_limit.redis_store import RedisRateLimiter
 from application.forward import ForwardRequest
 from application.route import Route
-from domain.breaker import BreakerPolicy, CircuitBreaker
+from domain.breaker import BreakerMode, BreakerPolicy, CircuitBreaker, WindowType
 from domain.bulkhead import Bulkhead
 from domain.ports import Clock
 from domain.rate_limit import RateLimitAlgorithm, RateLimiter, RateLimitPolicy
@@ -37,6 +37,25 @@ from gateway.settings import GatewaySettings
 DEFAULT_ROUTE_NAME = "default"
 DEFAULT_ROUTE_PATH = "/api/v1/data"
 DEFAULT_UPSTREAM_PATH = "/flaky-data"
+DEFAULT_UPSTREAM_NAME = "backend"
+
+
+def build_breaker_policy(settings: GatewaySettings) -> BreakerPolicy:
+    """The breaker's policy from the settings (validated together there already)."""
+    return BreakerPolicy(
+        failure_threshold=settings.failure_threshold,
+        recovery_timeout_seconds=settings.recovery_timeout_seconds,
+        half_open_max_calls=settings.half_open_max_calls,
+        mode=BreakerMode(settings.breaker_mode),
+        failure_rate_threshold_percent=settings.failure_rate_threshold,
+        sliding_window_type=WindowType(settings.sliding_window_type),
+        sliding_window_size=settings.sliding_window_size,
+        minimum_calls=settings.minimum_calls,
+        slow_call_duration_seconds=settings.slow_call_duration_seconds,
+        slow_call_rate_threshold_percent=settings.slow_call_rate_threshold,
+        recovery_backoff_multiplier=settings.recovery_backoff_multiplier,
+        max_recovery_timeout_seconds=settings.max_recovery_timeout_seconds,
+    )
 
 
 def build_limiter(settings: GatewaySettings, clock: Clock) -> RateLimiter | None:
@@ -87,12 +106,7 @@ class Container(containers.DeclarativeContainer):
     counters = providers.Singleton(RouteCounters, route=DEFAULT_ROUTE_NAME)
     breaker = providers.Singleton(
         CircuitBreaker,
-        policy=providers.Singleton(
-            BreakerPolicy,
-            failure_threshold=settings.provided.failure_threshold,
-            recovery_timeout_seconds=settings.provided.recovery_timeout_seconds,
-            half_open_max_calls=settings.provided.half_open_max_calls,
-        ),
+        policy=providers.Singleton(build_breaker_policy, settings),
         clock=clock,
         on_transition=providers.Singleton(BreakerTransitionReporter, counters=counters),
     )

@@ -165,7 +165,9 @@ def route_view(proxied: ProxiedRoute) -> RouteView:
     def tracked_clients() -> int | None:
         return limiter.tracked_clients if limiter is not None else 0
 
-    return RouteView(proxied.counters, breaker_state, tracked_clients)
+    return RouteView(
+        proxied.counters, breaker_state, tracked_clients, route.breaker.current_open_seconds
+    )
 
 
 def json_metrics(
@@ -194,6 +196,7 @@ def json_metrics(
         "upstream_attempts": dict(c.upstream_attempts),
         "requests_by_status_class": {f"{i}xx": n for i, n in enumerate(requests) if i},
         "rate_limit_tracked_clients": view.tracked_clients(),
+        "circuit_breaker_open_seconds": route.breaker.current_open_seconds(),
         "settings": {
             "rate_limit_enabled": limiter is not None,
             "rate_limit_requests_per_window": limiter.policy.requests_per_window
@@ -204,6 +207,9 @@ def json_metrics(
             "failure_threshold": policy.failure_threshold,
             "recovery_timeout_seconds": policy.recovery_timeout_seconds,
             "half_open_max_calls": policy.half_open_max_calls,
+            "breaker_mode": policy.mode.value,
+            "recovery_backoff_multiplier": policy.recovery_backoff_multiplier,
+            "max_recovery_timeout_seconds": policy.max_recovery_timeout_seconds,
             "max_retries": route.retry_policy.max_retries,
             "request_timeout_seconds": route.request_timeout_seconds,
         },

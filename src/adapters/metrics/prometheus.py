@@ -34,10 +34,12 @@ class RouteView:
         counters: RouteCounters,
         breaker_state: Callable[[], BreakerState],
         tracked_clients: Callable[[], int | None],
+        breaker_open_seconds: Callable[[], float] | None = None,
     ) -> None:
         self.counters = counters
         self.breaker_state = breaker_state
         self.tracked_clients = tracked_clients
+        self.breaker_open_seconds = breaker_open_seconds
 
 
 class GatewayCollector:
@@ -99,6 +101,11 @@ class GatewayCollector:
             "Breaker state changes.",
             labels=["route", "from", "to"],
         )
+        open_time = GaugeMetricFamily(
+            "gateway_circuit_breaker_open_seconds",
+            "How long the breaker stays OPEN: this opening when OPEN, else the next one.",
+            labels=["route"],
+        )
         rejections = CounterMetricFamily(
             "gateway_circuit_breaker_rejections",
             "Calls refused by an open breaker.",
@@ -135,8 +142,10 @@ class GatewayCollector:
             for (previous, to), count in sorted(c.breaker_transitions.items()):
                 transitions.add_metric([name, previous, to], count)
             rejections.add_metric([name], c.circuit_rejections)
+            if view.breaker_open_seconds is not None:
+                open_time.add_metric([name], view.breaker_open_seconds())
         yield from (requests, duration, attempts, retries, decisions, tracked, state)
-        yield from (transitions, rejections, refused, saturated, store_errors)
+        yield from (transitions, rejections, refused, saturated, store_errors, open_time)
 
 
 def new_registry(routes: Sequence[RouteView], http: HttpMetrics) -> CollectorRegistry:
