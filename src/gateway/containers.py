@@ -18,8 +18,10 @@ from dependency_injector import containers, providers
 from adapters.backend_client.aiohttp_upstream import AiohttpUpstream
 from adapters.backend_client.httptools_upstream import HttptoolsUpstream
 from adapters.clock.system import SystemClock
+from adapters.http.admin import AdminApi, create_admin_app
 from adapters.http.app import ProxiedRoute, create_app
 from adapters.http.client_identity import ClientIdentity
+from adapters.metrics.admin_audit import AdminAudit
 from adapters.metrics.counters import HttpMetrics, RouteCounters
 from adapters.observability import BreakerTransitionReporter, get_logger
 from adapters.rate_limit.memory import InMemoryRateLimiter
@@ -76,6 +78,20 @@ def build_limiter(settings: GatewaySettings, clock: Clock) -> RateLimiter | None
         settings.rate_limit_storage_timeout_seconds,
         get_logger("gateway.rate_limit"),
     )
+
+
+def build_admin(
+    settings: GatewaySettings, breakers: dict[str, CircuitBreaker], audit: AdminAudit
+) -> AdminApi | None:
+    """The admin API over every breaker by upstream name, or None when ADMIN_TOKEN is unset."""
+    if not settings.admin_enabled:
+        return None
+    return AdminApi(breakers, settings.admin_token, audit, get_logger("gateway.admin"))
+
+
+def admin_on_proxy_port(settings: GatewaySettings, admin: AdminApi | None) -> AdminApi | None:
+    """The admin API for the proxy's own app: None when it has its own port (ADMIN_PORT)."""
+    return None if settings.admin_port else admin
 
 
 async def close_limiter(limiter: RateLimiter | None) -> None:
@@ -155,6 +171,20 @@ class Container(containers.DeclarativeContainer):
     identity = providers.Singleton(
         ClientIdentity, trusted_proxies=settings.provided.trusted_proxies
     )
+    admin_audit = providers.Singleton(AdminAudit)
+    admin = providers.Singleton(
+        build_admin,
+        settings=settings,
+        breakers=providers.Dict({DEFAULT_UPSTREAM_NAME: breaker}),
+        audit=admin_audit,
+    )
+    admin_app = providers.Singleton(
+        create_admin_app,
+        admin=admin,
+        clock=clock,
+        http_metrics=http_metrics,
+        logger=request_logger,
+    )
     app = providers.Singleton(
         create_app,
         routes=providers.List(
@@ -169,4 +199,6 @@ class Container(containers.DeclarativeContainer):
             upstream.provided.aclose,
             providers.Callable(functools.partial, close_limiter, limiter),
         ),
+        admin=providers.Callable(admin_on_proxy_port, settings, admin),
+        admin_audit=admin_audit,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -89,3 +92,30 @@ def test_the_container_hands_every_breaker_setting_to_the_policy(
     assert (policy.minimum_calls, policy.slow_call_duration_seconds) == (7, 1.5)
     assert policy.slow_call_rate_threshold_percent == 80.0
     assert (policy.recovery_backoff_multiplier, policy.max_recovery_timeout_seconds) == (2.0, 120.0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (["--port", "0", "--workers", "2"], "needs one process"),
+        (["--port", "9321"], "must differ from the proxy's --port"),
+    ],
+)
+def test_an_admin_port_that_cannot_work_stops_the_gateway_with_one_line(
+    arguments: list[str], said: str
+) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ADMIN_TOKEN": "an-admin-token-long-enough",
+        "ADMIN_PORT": "9321",
+        "RATE_LIMIT_STORAGE_URL": "redis://127.0.0.1:1/0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *arguments],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert said in lines[0]
+    assert "an-admin-token" not in lines[0]

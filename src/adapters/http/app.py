@@ -10,7 +10,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,11 +28,15 @@ from adapters.http.openapi import (
 )
 from adapters.http.problems import problem_response
 from adapters.http.proxy import ProxyEndpoint, ProxyRoutes
+from adapters.metrics.admin_audit import AdminAudit, AdminAuditCollector
 from adapters.metrics.counters import HttpMetrics, RouteCounters
 from adapters.metrics.prometheus import RouteView, exposition, new_registry
 from application.forward import ForwardRequest
 from domain.breaker import BreakerState
 from domain.ports import Clock
+
+if TYPE_CHECKING:
+    from adapters.http.admin import AdminApi
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -54,8 +58,14 @@ def create_app(
     logger: Any,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    admin: AdminApi | None = None,
+    admin_audit: AdminAudit | None = None,
 ) -> FastAPI:
-    """A gateway app serving ``routes``; hooks run in its lifespan."""
+    """A gateway app serving ``routes``; hooks run in its lifespan.
+
+    ``admin``, when given, adds the admin API to this app; ``admin_audit`` adds what operators
+    did to ``/metrics``.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +88,10 @@ def create_app(
     )
     views = [route_view(proxied) for proxied in routes]
     registry = new_registry(views, http_metrics)
+    if admin_audit is not None:
+        registry.register(AdminAuditCollector(admin_audit))
+    if admin is not None:
+        admin.install(app)
 
     fast_routes: list[tuple[str, set[str], ProxyEndpoint]] = []
     for proxied in routes:
@@ -109,7 +123,10 @@ def create_app(
     async def metrics(request: Request) -> Response:
         wanted = preferred_metrics_format(request.headers.get("accept", ""))
         if wanted == "json":
-            return JSONResponse(json_metrics(views, routes, http_metrics))
+            as_json = json_metrics(views, routes, http_metrics)
+            if admin_audit is not None:
+                as_json["admin"] = admin_audit.as_json()
+            return JSONResponse(as_json)
         body, media_type = exposition(registry, openmetrics=wanted == "openmetrics")
         return Response(body, media_type=media_type)
 
