@@ -33,7 +33,7 @@ class GatewaySettings(BaseSettings):
     """HTTP client adapter for the upstream: ``httptools`` (lean, the default) or ``aiohttp``."""
 
     failure_threshold: int = Field(5, ge=1, le=10_000)
-    """Consecutive failed attempts that open the circuit breaker."""
+    """Consecutive failed attempts that open the circuit breaker (``consecutive`` mode)."""
     recovery_timeout_seconds: float = Field(30.0, gt=0, le=86_400)
     """Time the breaker stays OPEN before it admits a trial call (HALF_OPEN)."""
     half_open_max_calls: int = Field(1, ge=1, le=1_000)

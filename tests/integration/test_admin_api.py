@@ -158,3 +158,17 @@ async def test_with_its_own_port_the_admin_api_leaves_the_proxy_app() -> None:
         assert (await gateway.client.get("/api/v1/data")).status_code == 503
         events = (await gateway.client.get("/metrics")).json()["admin"]["events"]
         assert events[-1]["by"] == "198.51.100.7:40000"
+
+
+async def test_the_bearer_scheme_is_case_insensitive_but_the_token_is_not() -> None:
+    async with gateway_in_process(admin_token=TOKEN) as gateway:
+        lower = await gateway.client.get(
+            "/admin/breakers", headers={"Authorization": f"bearer {TOKEN}"}
+        )
+        shouted = await gateway.client.get(
+            "/admin/breakers", headers={"Authorization": f"Bearer {TOKEN.upper()}"}
+        )
+        basic = await gateway.client.get(
+            "/admin/breakers", headers={"Authorization": f"Basic {TOKEN}"}
+        )
+    assert (lower.status_code, shouted.status_code, basic.status_code) == (200, 401, 401)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, SecretStr
@@ -86,7 +86,7 @@ class AdminApi:
         if not secret:
             raise ValueError("the admin API needs a token")
         self._breakers = breakers
-        self._token = f"Bearer {secret}".encode()
+        self._token = secret.encode("latin-1")
         self._audit = audit
         self._log = logger
 
@@ -99,10 +99,14 @@ class AdminApi:
         given = request.headers.get("authorization")
         if given is None:
             self._refuse(request, "missing")
-        elif not hmac.compare_digest(given.encode("latin-1"), self._token):
+        scheme, _, credentials = given.strip().partition(" ")
+        # The scheme is case-insensitive (RFC 9110 §11.1); the token is compared in constant time.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            credentials.strip().encode("latin-1"), self._token
+        ):
             self._refuse(request, "wrong")
 
-    def _refuse(self, request: Request, reason: str) -> None:
+    def _refuse(self, request: Request, reason: str) -> NoReturn:
         self._audit.refused()
         self._log.warning(
             "admin_unauthorized", peer=_peer(request), path=request.url.path, token=reason
