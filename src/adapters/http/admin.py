@@ -109,7 +109,7 @@ class AdminApi:
     def _refuse(self, request: Request, reason: str) -> NoReturn:
         self._audit.refused()
         self._log.warning(
-            "admin_unauthorized", peer=_peer(request), path=request.url.path, token=reason
+            "admin_unauthorized", peer=_peer(request), path=request.url.path, reason=reason
         )
         raise AdminUnauthorized(reason)
 
