@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from adapters.clock.fake import FakeClock
 from adapters.clock.system import SystemClock
-from domain.breaker import BreakerPolicy, CallOutcome, CircuitBreaker
+from domain.breaker import BreakerMode, BreakerPolicy, CallOutcome, CircuitBreaker, WindowType
 from domain.rate_limit import (
     RateLimitAlgorithm,
     RateLimitPolicy,
@@ -62,17 +62,31 @@ def breaker_allow_and_record() -> float:
     return ns_per_call(step)
 
 
-def limiter_and_breaker() -> float:
+def limiter_and_breaker(policy: BreakerPolicy | None = None) -> float:
+    """One request's decisions; ``record`` gets a duration, as the use case passes it."""
     algorithm = RateLimitAlgorithm.SLIDING_LOG
     clock = SystemClock()
     limiter = SlidingWindowLimiter(RateLimitPolicy(10_000_000, 60.0, algorithm), clock)
-    breaker = CircuitBreaker(BreakerPolicy(5, 30.0, 1), clock)
+    breaker = CircuitBreaker(policy or BreakerPolicy(5, 30.0, 1), clock)
+    outcomes = [CallOutcome.FAILURE if n % 5 == 0 else CallOutcome.SUCCESS for n in range(1000)]
+    picks = iter(outcomes * (CALLS * 5 // len(outcomes) + 1))
 
     def step() -> None:
         if limiter.allow_request("203.0.113.7").allowed:
-            breaker.record(breaker.allow_request(), CallOutcome.SUCCESS)
+            breaker.record(breaker.allow_request(), next(picks), 0.004)
 
     return ns_per_call(step)
+
+
+FAILURE_RATE_POLICIES = {
+    "count window of 100": BreakerPolicy(mode=BreakerMode.FAILURE_RATE),
+    "time window of 60 s, slow calls on": BreakerPolicy(
+        mode=BreakerMode.FAILURE_RATE,
+        sliding_window_type=WindowType.TIME,
+        sliding_window_size=60,
+        slow_call_duration_seconds=1.0,
+    ),
+}
 
 
 def bytes_per_client(algorithm: RateLimitAlgorithm) -> float:
@@ -108,6 +122,13 @@ def main() -> None:
         )
     rows.append(("breaker allow + record", f"{breaker_allow_and_record():,.0f} ns"))
     rows.append(("limiter + breaker, one request", f"{limiter_and_breaker():,.0f} ns"))
+    rows.extend(
+        (
+            f"limiter + breaker (failure_rate, {name}), 20 % failures",
+            f"{limiter_and_breaker(policy):,.0f} ns",
+        )
+        for name, policy in FAILURE_RATE_POLICIES.items()
+    )
     rows.extend(
         (
             f"memory per tracked client ({algorithm.value}, 10 requests each)",

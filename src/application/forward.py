@@ -215,7 +215,7 @@ class ForwardRequest:
                 streamed = response.rest is not None and not policy.retries_status(response.status)
             finally:
                 if not streamed:
-                    breaker.record(permit, outcome)
+                    breaker.record(permit, outcome, clock.now() - (deadline - time_left))
                     if bulkhead is not None:
                         bulkhead.release()
 
@@ -225,7 +225,13 @@ class ForwardRequest:
                 if streamed:
                     assert response.rest is not None
                     settled = _SettledAtEnd(
-                        response.rest, breaker, permit, outcome, bulkhead, metrics
+                        response.rest,
+                        breaker,
+                        permit,
+                        outcome,
+                        clock.now() - (deadline - time_left),
+                        bulkhead,
+                        metrics,
                     )
                     return Forwarded(replace(response, rest=settled), attempts, rate_limit)
                 if not policy.retries_status(response.status):
@@ -299,6 +305,7 @@ class _SettledAtEnd:
         breaker: CircuitBreaker,
         permit: BreakerPermit,
         outcome: CallOutcome,
+        duration_seconds: float,
         bulkhead: Bulkhead | None,
         metrics: RouteMetrics,
     ) -> None:
@@ -306,6 +313,7 @@ class _SettledAtEnd:
         self._breaker = breaker
         self._permit = permit
         self._outcome = outcome
+        self._duration = duration_seconds
         self._bulkhead = bulkhead
         self._metrics = metrics
         self._settled = False
@@ -336,6 +344,8 @@ class _SettledAtEnd:
         if self._settled:
             return
         self._settled = True
-        self._breaker.record(self._permit, outcome)
+        # The attempt's duration is its time to the head and first part: a long body streamed to
+        # a slow client says nothing about the upstream's speed.
+        self._breaker.record(self._permit, outcome, self._duration)
         if self._bulkhead is not None:
             self._bulkhead.release()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import socket
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import uvicorn
 from dependency_injector import providers
@@ -55,6 +59,11 @@ def main(argv: list[str] | None = None) -> None:
         "timeout_graceful_shutdown": int(settings.request_timeout_seconds) + 1,
     }
     if args.workers > 1:
+        if settings.admin_port:
+            _refuse(
+                f"ADMIN_PORT ({settings.admin_port}) needs one process; with --workers "
+                f"{args.workers} each worker has its own breakers and would fight for the port"
+            )
         if settings.rate_limit_enabled and not settings.shared_rate_limit:
             print(
                 f"resilient-gateway: --workers {args.workers} with "
@@ -76,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
 
+    admin_socket = None
+    if settings.admin_port:
+        admin_socket = _admin_socket(args.host, args.port, args.workers, settings.admin_port)
+
     configure_logging(settings.log_level, settings.log_format)
     get_logger("gateway.server").info(
         "open_file_limit",
@@ -88,6 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     container.settings.override(providers.Object(settings))
     config = configure(uvicorn.Config(container.app(), **serving), limits)
     server = GracefulServer(config)
+    if admin_socket is not None:
+        admin_config = configure(
+            uvicorn.Config(
+                container.admin_app(),
+                **{**serving, "port": settings.admin_port, "lifespan": "off"},
+            ),
+            limits,
+        )
+        server = ServerWithAdmin(config, AdminServer(admin_config), admin_socket)
     dashboard = container.dashboard()
     if dashboard is not None:  # its streams end at once, so a shutdown never waits on them
         server.on_shutdown_begin.append(dashboard.close)
@@ -95,6 +117,49 @@ def main(argv: list[str] | None = None) -> None:
     server.run()
     if not server.started:
         raise SystemExit(1)
+
+
+class AdminServer(uvicorn.Server):
+    """Serves the admin app beside the proxy; the proxy's server owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ServerWithAdmin(GracefulServer):
+    """The proxy's server, running the admin listener (``ADMIN_PORT``) on the same loop."""
+
+    def __init__(
+        self, config: uvicorn.Config, admin: AdminServer, admin_socket: socket.socket
+    ) -> None:
+        super().__init__(config)
+        self._admin = admin
+        self._admin_socket = admin_socket
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        admin = asyncio.create_task(self._admin.serve(sockets=[self._admin_socket]))
+        try:
+            await super().serve(sockets)
+        finally:
+            self._admin.should_exit = True
+            await admin
+
+
+def _admin_socket(host: str, port: int, workers: int, admin_port: int) -> socket.socket:
+    """The admin listener's socket, bound before anything starts, or a one-line refusal."""
+    if admin_port == port:
+        _refuse(f"ADMIN_PORT ({admin_port}) must differ from the proxy's --port ({port})")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, admin_port), family=family)
+    except OSError as error:
+        _refuse(f"ADMIN_PORT ({admin_port}) cannot be used on {host}: {error.strerror}")
+
+
+def _refuse(message: str) -> NoReturn:
+    print(f"resilient-gateway: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,17 @@ from adapters.clock.system import SystemClock
 from adapters.dashboard.snapshot import DashboardRoute, SnapshotBuilder
 from adapters.dashboard.stream import DashboardHub
 from adapters.event_log import EventLog
+from adapters.http.admin import AdminApi, create_admin_app
 from adapters.http.app import ProxiedRoute, create_app
 from adapters.http.client_identity import ClientIdentity
+from adapters.metrics.admin_audit import AdminAudit
 from adapters.metrics.counters import HttpMetrics, RouteCounters
 from adapters.observability import BreakerTransitionReporter, get_logger
 from adapters.rate_limit.memory import InMemoryRateLimiter
 from adapters.rate_limit.redis_store import RedisRateLimiter
 from application.forward import ForwardRequest
 from application.route import Route
-from domain.breaker import BreakerPolicy, CircuitBreaker
+from domain.breaker import BreakerMode, BreakerPolicy, CircuitBreaker, WindowType
 from domain.bulkhead import Bulkhead
 from domain.ports import Clock, Sleeper
 from domain.rate_limit import RateLimitAlgorithm, RateLimiter, RateLimitPolicy
@@ -43,6 +45,24 @@ DEFAULT_ROUTE_NAME = "default"
 DEFAULT_UPSTREAM_NAME = "backend"
 DEFAULT_ROUTE_PATH = "/api/v1/data"
 DEFAULT_UPSTREAM_PATH = "/flaky-data"
+
+
+def build_breaker_policy(settings: GatewaySettings) -> BreakerPolicy:
+    """The breaker's policy from the settings (validated together there already)."""
+    return BreakerPolicy(
+        failure_threshold=settings.failure_threshold,
+        recovery_timeout_seconds=settings.recovery_timeout_seconds,
+        half_open_max_calls=settings.half_open_max_calls,
+        mode=BreakerMode(settings.breaker_mode),
+        failure_rate_threshold_percent=settings.failure_rate_threshold,
+        sliding_window_type=WindowType(settings.sliding_window_type),
+        sliding_window_size=settings.sliding_window_size,
+        minimum_calls=settings.minimum_calls,
+        slow_call_duration_seconds=settings.slow_call_duration_seconds,
+        slow_call_rate_threshold_percent=settings.slow_call_rate_threshold,
+        recovery_backoff_multiplier=settings.recovery_backoff_multiplier,
+        max_recovery_timeout_seconds=settings.max_recovery_timeout_seconds,
+    )
 
 
 def build_limiter(settings: GatewaySettings, clock: Clock) -> RateLimiter | None:
@@ -79,6 +99,20 @@ def build_dashboard(
     interval = settings.dashboard_interval_seconds
     builder = SnapshotBuilder(routes, http_metrics, events, clock, interval)
     return DashboardHub(builder, sleeper, interval, settings.dashboard_max_streams)
+
+
+def build_admin(
+    settings: GatewaySettings, breakers: dict[str, CircuitBreaker], audit: AdminAudit
+) -> AdminApi | None:
+    """The admin API over every breaker by upstream name, or None when ADMIN_TOKEN is unset."""
+    if not settings.admin_enabled:
+        return None
+    return AdminApi(breakers, settings.admin_token, audit, get_logger("gateway.admin"))
+
+
+def admin_on_proxy_port(settings: GatewaySettings, admin: AdminApi | None) -> AdminApi | None:
+    """The admin API for the proxy's own app: None when it has its own port (ADMIN_PORT)."""
+    return None if settings.admin_port else admin
 
 
 async def close_limiter(limiter: RateLimiter | None) -> None:
@@ -124,12 +158,7 @@ class Container(containers.DeclarativeContainer):
     events = providers.Singleton(EventLog)
     breaker = providers.Singleton(
         CircuitBreaker,
-        policy=providers.Singleton(
-            BreakerPolicy,
-            failure_threshold=settings.provided.failure_threshold,
-            recovery_timeout_seconds=settings.provided.recovery_timeout_seconds,
-            half_open_max_calls=settings.provided.half_open_max_calls,
-        ),
+        policy=providers.Singleton(build_breaker_policy, settings),
         clock=clock,
         on_transition=providers.Singleton(
             BreakerTransitionReporter,
@@ -203,6 +232,20 @@ class Container(containers.DeclarativeContainer):
         # moves the fake time, and a publishing loop on it would spin and age every window.
         sleeper=providers.Singleton(SystemClock),
     )
+    admin_audit = providers.Singleton(AdminAudit, event_log=events)
+    admin = providers.Singleton(
+        build_admin,
+        settings=settings,
+        breakers=providers.Dict({DEFAULT_UPSTREAM_NAME: breaker}),
+        audit=admin_audit,
+    )
+    admin_app = providers.Singleton(
+        create_admin_app,
+        admin=admin,
+        clock=clock,
+        http_metrics=http_metrics,
+        logger=request_logger,
+    )
     app = providers.Singleton(
         create_app,
         routes=providers.List(
@@ -219,4 +262,6 @@ class Container(containers.DeclarativeContainer):
             providers.Callable(functools.partial, close_limiter, limiter),
         ),
         dashboard=dashboard,
+        admin=providers.Callable(admin_on_proxy_port, settings, admin),
+        admin_audit=admin_audit,
     )

@@ -10,7 +10,7 @@ import ipaddress
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -49,11 +49,30 @@ class GatewaySettings(BaseSettings):
     """Client connections open at once; one more is refused with a 503 at once."""
 
     failure_threshold: int = Field(5, ge=1, le=10_000)
-    """Consecutive failed attempts that open the circuit breaker."""
+    """Consecutive failed attempts that open the circuit breaker (``consecutive`` mode)."""
     recovery_timeout_seconds: float = Field(30.0, gt=0, le=86_400)
     """Time the breaker stays OPEN before it admits a trial call (HALF_OPEN)."""
     half_open_max_calls: int = Field(1, ge=1, le=1_000)
     """Trial calls allowed in flight at once while HALF_OPEN."""
+    breaker_mode: Literal["consecutive", "failure_rate"] = "consecutive"
+    """``consecutive``: open after ``FAILURE_THRESHOLD`` failures in a row; ``failure_rate``: on
+    the share of failures in a sliding window."""
+    failure_rate_threshold: float = Field(50.0, gt=0, le=100)
+    """``failure_rate`` mode: percent of failed calls in the window that opens the breaker."""
+    sliding_window_type: Literal["count", "time"] = "count"
+    """The breaker's window: the last ``SLIDING_WINDOW_SIZE`` calls, or seconds."""
+    sliding_window_size: int = Field(100, ge=1, le=10_000)
+    """Calls (``count``) or seconds (``time``) in the breaker's window."""
+    minimum_calls: int = Field(20, ge=1, le=100_000)
+    """Calls the window must hold before a failure or slow-call rate can open the breaker."""
+    slow_call_duration_seconds: float = Field(0.0, ge=0, le=600)
+    """An attempt that takes longer is slow (0: off); slow calls have their own rate."""
+    slow_call_rate_threshold: float = Field(100.0, gt=0, le=100)
+    """Percent of slow calls in the window that opens the breaker (both modes)."""
+    recovery_backoff_multiplier: float = Field(1.0, ge=1, le=100)
+    """Each failed HALF_OPEN trial multiplies the open time by this (1: fixed)."""
+    max_recovery_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
+    """Cap on the grown open time."""
 
     max_retries: int = Field(3, ge=0, le=20)
     """Retries after the first attempt, for transient failures only."""
@@ -94,6 +113,11 @@ class GatewaySettings(BaseSettings):
     """When the storage fails: let requests through (true) or answer 503 (false)."""
     trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
     """CIDRs of proxies whose ``X-Forwarded-For`` is believed (comma-separated; empty: none)."""
+
+    admin_token: SecretStr = SecretStr("")
+    """Bearer token of the admin API (``/admin/...``); empty: the admin API is off (404)."""
+    admin_port: int = Field(0, ge=0, le=65_535)
+    """Serve the admin API on its own port instead of the proxy's (0: the proxy's port)."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Least severe log level written; ``INFO`` logs one line per request."""
@@ -200,7 +224,50 @@ class GatewaySettings(BaseSettings):
                 f"MIN_ATTEMPT_SECONDS ({self.min_attempt_seconds:g}) must not exceed "
                 f"BACKEND_TIMEOUT_SECONDS ({self.backend_timeout_seconds:g})"
             )
+        self._check_breaker_policy()
+        self._check_admin()
         return self
+
+    def _check_breaker_policy(self) -> None:
+        if self.sliding_window_type == "count" and self.minimum_calls > self.sliding_window_size:
+            raise ValueError(
+                f"MINIMUM_CALLS ({self.minimum_calls}) must not exceed SLIDING_WINDOW_SIZE "
+                f"({self.sliding_window_size}) of a count window: the breaker could never see "
+                "that many calls"
+            )
+        if (
+            self.slow_call_duration_seconds
+            and self.slow_call_duration_seconds >= self.backend_timeout_seconds
+        ):
+            raise ValueError(
+                f"SLOW_CALL_DURATION_SECONDS ({self.slow_call_duration_seconds:g}) must be "
+                f"shorter than BACKEND_TIMEOUT_SECONDS ({self.backend_timeout_seconds:g}): "
+                "no attempt lasts longer, so no call would ever be slow"
+            )
+        if (
+            self.recovery_backoff_multiplier > 1
+            and self.max_recovery_timeout_seconds < self.recovery_timeout_seconds
+        ):
+            raise ValueError(
+                f"MAX_RECOVERY_TIMEOUT_SECONDS ({self.max_recovery_timeout_seconds:g}) must not "
+                f"be shorter than RECOVERY_TIMEOUT_SECONDS ({self.recovery_timeout_seconds:g}) "
+                f"when RECOVERY_BACKOFF_MULTIPLIER ({self.recovery_backoff_multiplier:g}) grows it"
+            )
+
+    def _check_admin(self) -> None:
+        token = self.admin_token.get_secret_value()
+        if token and (len(token) < 16 or not token.isprintable() or " " in token):
+            raise ValueError(
+                "ADMIN_TOKEN must be at least 16 printable characters without spaces "
+                "(its value is not shown)"
+            )
+        if self.admin_port and not token:
+            raise ValueError(f"ADMIN_PORT ({self.admin_port}) is set but ADMIN_TOKEN is empty")
+
+    @property
+    def admin_enabled(self) -> bool:
+        """Whether the admin API is served at all (``ADMIN_TOKEN`` is set)."""
+        return bool(self.admin_token.get_secret_value())
 
 
 def _check_url(value: str, schemes: tuple[str, ...], message: str) -> None:
@@ -220,7 +287,8 @@ def describe_error(error: ValidationError) -> str:
         name = "_".join(str(part) for part in item["loc"]).upper() or "settings"
         message = item["msg"].removeprefix("Value error, ")
         if item["loc"]:
-            parts.append(f"{name}={item.get('input')!s}: {message}")
+            shown = "(hidden)" if name == "ADMIN_TOKEN" else item.get("input")
+            parts.append(f"{name}={shown!s}: {message}")
         else:
             parts.append(message)
     return "invalid setting " + "; ".join(parts)

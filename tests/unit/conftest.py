@@ -41,12 +41,15 @@ def make_forward(clock: FakeClock) -> MakeForward:
         request_timeout: float = 10.0,
         elapse: float = 0.0,
         rng: random.Random | None = None,
+        breaker_policy: BreakerPolicy | None = None,
         **route_parts: Any,
     ) -> tuple[ForwardRequest, FakeUpstream, RouteCounters]:
         upstream = FakeUpstream(script, default=default, clock=clock, elapse_seconds=elapse)  # type: ignore[arg-type]
         counters = RouteCounters("test")
         breaker = CircuitBreaker(
-            BreakerPolicy(threshold, recovery, trials), clock, counters.breaker_transitioned
+            breaker_policy or BreakerPolicy(threshold, recovery, trials),
+            clock,
+            counters.breaker_transitioned,
         )
         limiter = InMemoryRateLimiter(RateLimitPolicy(limit, window), clock) if limit else None
         route = Route(

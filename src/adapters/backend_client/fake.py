@@ -1,22 +1,33 @@
 """A scripted upstream for tests: each call takes the next outcome from a script.
 
-An outcome is an ``UpstreamResponse``, an ``UpstreamError`` to raise, or an int status. When the
-script runs out, the ``default`` outcome repeats. ``gate``, when set, makes every call wait on
-that event first (for concurrency tests), and ``elapse`` moves a fake clock per call (to model
-slow answers without sleeping). ``record_calls=False`` keeps no history (for floods).
-"""
+An outcome is an ``UpstreamResponse``, an ``UpstreamError`` to raise, or an int status, or one
+of those wrapped in ``Delayed`` (answered after that long on the fake clock; a delay at least
+the attempt's timeout is a timeout). When the script runs out, the ``default`` outcome repeats.
+``gate``, when set, makes every call wait on that event first (for concurrency tests), and
+``elapse`` moves a fake clock per call (to model slow answers without sleeping).
+``record_calls=False`` keeps no history (for floods)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from adapters.clock.fake import FakeClock
 from domain.errors import UpstreamError, UpstreamTimeout
 from domain.ports import UpstreamRequest, UpstreamResponse
 
-Outcome = UpstreamResponse | UpstreamError | int
+
+@dataclass(frozen=True, slots=True)
+class Delayed:
+    """An outcome that arrives ``seconds`` later on the fake clock."""
+
+    outcome: UpstreamResponse | UpstreamError | int
+    seconds: float
+
+
+Outcome = UpstreamResponse | UpstreamError | int | Delayed
 
 
 class FakeUpstream:
@@ -49,19 +60,29 @@ class FakeUpstream:
     def push(self, *outcomes: Outcome) -> None:
         self._script.extend(outcomes)
 
+    @property
+    def requests(self) -> list[UpstreamRequest]:
+        """The requests received so far, oldest first."""
+        return [request for request, _ in self.calls]
+
     async def send(self, request: UpstreamRequest, timeout_seconds: float) -> UpstreamResponse:
         if self._record_calls:
             self.calls.append((request, timeout_seconds))
-        outcome = self._script.popleft() if self._script else self._default
+        scripted = self._script.popleft() if self._script else self._default
+        elapse = self._elapse_seconds
+        if isinstance(scripted, Delayed):
+            outcome, elapse = scripted.outcome, scripted.seconds
+        else:
+            outcome = scripted
         self.in_flight += 1
         try:
             if self.gate is not None:
                 await self.gate.wait()
-            if self._clock is not None and self._elapse_seconds:
-                if self._elapse_seconds >= timeout_seconds:
+            if self._clock is not None and elapse:
+                if elapse >= timeout_seconds:
                     self._clock.advance(timeout_seconds)
                     raise UpstreamTimeout(f"no answer in {timeout_seconds:.3f}s")
-                self._clock.advance(self._elapse_seconds)
+                self._clock.advance(elapse)
         finally:
             self.in_flight -= 1
         if isinstance(outcome, UpstreamError):

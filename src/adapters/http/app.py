@@ -10,7 +10,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,11 +30,15 @@ from adapters.http.openapi import (
 )
 from adapters.http.problems import problem_response
 from adapters.http.proxy import ProxyEndpoint, ProxyRoutes
+from adapters.metrics.admin_audit import AdminAudit, AdminAuditCollector
 from adapters.metrics.counters import HttpMetrics, RouteCounters
 from adapters.metrics.prometheus import RouteView, exposition, new_registry
 from application.forward import ForwardRequest
 from domain.breaker import BreakerState
 from domain.ports import Clock
+
+if TYPE_CHECKING:
+    from adapters.http.admin import AdminApi
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -58,11 +62,14 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     dashboard: DashboardHub | None = None,
+    admin: AdminApi | None = None,
+    admin_audit: AdminAudit | None = None,
 ) -> FastAPI:
     """A gateway app serving ``routes``; hooks run in its lifespan.
 
     With a ``dashboard`` hub it also serves ``/dashboard`` and ``/dashboard/events``, and the
-    hub publishes while the app runs.
+    hub publishes while the app runs. ``admin``, when given, adds the admin API to this app;
+    ``admin_audit`` adds what operators did to ``/metrics``.
     """
     if dashboard is not None:
         on_startup = [*on_startup, dashboard.start]
@@ -92,6 +99,10 @@ def create_app(
     )
     views = [route_view(proxied) for proxied in routes]
     registry = new_registry(views, http_metrics)
+    if admin_audit is not None:
+        registry.register(AdminAuditCollector(admin_audit))
+    if admin is not None:
+        admin.install(app)
 
     fast_routes: list[tuple[str, set[str], ProxyEndpoint]] = []
     for proxied in routes:
@@ -123,7 +134,10 @@ def create_app(
     async def metrics(request: Request) -> Response:
         wanted = preferred_metrics_format(request.headers.get("accept", ""))
         if wanted == "json":
-            return JSONResponse(json_metrics(views, routes, http_metrics))
+            as_json = json_metrics(views, routes, http_metrics)
+            if admin_audit is not None:
+                as_json["admin"] = admin_audit.as_json()
+            return JSONResponse(as_json)
         body, media_type = exposition(registry, openmetrics=wanted == "openmetrics")
         return Response(body, media_type=media_type)
 
@@ -182,7 +196,9 @@ def route_view(proxied: ProxiedRoute) -> RouteView:
     def tracked_clients() -> int | None:
         return limiter.tracked_clients if limiter is not None else 0
 
-    return RouteView(proxied.counters, breaker_state, tracked_clients)
+    return RouteView(
+        proxied.counters, breaker_state, tracked_clients, route.breaker.current_open_seconds
+    )
 
 
 def json_metrics(
@@ -213,6 +229,7 @@ def json_metrics(
         "upstream_attempts": dict(c.upstream_attempts),
         "requests_by_status_class": {f"{i}xx": n for i, n in enumerate(requests) if i},
         "rate_limit_tracked_clients": view.tracked_clients(),
+        "circuit_breaker_open_seconds": route.breaker.current_open_seconds(),
         "settings": {
             "rate_limit_enabled": limiter is not None,
             "rate_limit_requests_per_window": limiter.policy.requests_per_window
@@ -223,6 +240,9 @@ def json_metrics(
             "failure_threshold": policy.failure_threshold,
             "recovery_timeout_seconds": policy.recovery_timeout_seconds,
             "half_open_max_calls": policy.half_open_max_calls,
+            "breaker_mode": policy.mode.value,
+            "recovery_backoff_multiplier": policy.recovery_backoff_multiplier,
+            "max_recovery_timeout_seconds": policy.max_recovery_timeout_seconds,
             "max_retries": route.retry_policy.max_retries,
             "request_timeout_seconds": route.request_timeout_seconds,
         },

@@ -33,6 +33,14 @@ PROBLEM_KINDS: dict[str, tuple[str, str]] = {
         "urn:resilient-gateway:problem:rate-limit-unavailable",
         "Rate limiter unavailable",
     ),
+    "circuit-forced-open": (
+        "urn:resilient-gateway:problem:circuit-forced-open",
+        "Upstream circuit forced open by an operator",
+    ),
+    "admin-unauthorized": (
+        "urn:resilient-gateway:problem:admin-unauthorized",
+        "Admin token missing or wrong",
+    ),
     "not-found": ("urn:resilient-gateway:problem:not-found", "Not found"),
     "method-not-allowed": (
         "urn:resilient-gateway:problem:method-not-allowed",

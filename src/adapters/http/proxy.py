@@ -50,6 +50,7 @@ from application.forward import (
     Saturated,
     UpstreamFailed,
 )
+from domain.breaker import BreakerState
 from domain.errors import UpstreamError
 from domain.ports import Body, UpstreamRequest
 from domain.rate_limit import RateLimitDecision
@@ -330,6 +331,15 @@ def to_response(result: ForwardResult, request_id: str, policy: str, window: flo
                 headers={"Retry-After": retry_after_header(decision.retry_after_seconds)},
                 policy=policy,
                 retry_after=math.ceil(decision.retry_after_seconds),
+            )
+        case CircuitOpen(state=BreakerState.FORCED_OPEN):
+            response = problem_response(
+                "circuit-forced-open",
+                503,
+                "An operator forced this upstream's circuit open; calls are refused until an "
+                "operator changes it.",
+                request_id,
+                circuit_breaker_state=BreakerState.FORCED_OPEN.value,
             )
         case CircuitOpen(state=state, retry_after_seconds=retry_after):
             response = problem_response(

@@ -34,10 +34,12 @@ class RouteView:
         counters: RouteCounters,
         breaker_state: Callable[[], BreakerState],
         tracked_clients: Callable[[], int | None],
+        breaker_open_seconds: Callable[[], float] | None = None,
     ) -> None:
         self.counters = counters
         self.breaker_state = breaker_state
         self.tracked_clients = tracked_clients
+        self.breaker_open_seconds = breaker_open_seconds
 
 
 class GatewayCollector:
@@ -99,6 +101,11 @@ class GatewayCollector:
             "Breaker state changes.",
             labels=["route", "from", "to"],
         )
+        open_time = GaugeMetricFamily(
+            "gateway_circuit_breaker_open_seconds",
+            "How long the breaker stays OPEN: this opening when OPEN, else the next one.",
+            labels=["route"],
+        )
         rejections = CounterMetricFamily(
             "gateway_circuit_breaker_rejections",
             "Requests refused by an open breaker before any upstream attempt.",
@@ -148,8 +155,11 @@ class GatewayCollector:
             stopped.add_metric([name], c.retries_stopped_by_breaker)
             for kind, count in sorted(c.answers_cut.items()):
                 cut.add_metric([name, kind], count)
+            if view.breaker_open_seconds is not None:
+                open_time.add_metric([name], view.breaker_open_seconds())
         yield from (requests, duration, attempts, retries, decisions, tracked, state)
         yield from (transitions, rejections, stopped, cut, refused, saturated, store_errors)
+        yield open_time
 
 
 def new_registry(routes: Sequence[RouteView], http: HttpMetrics) -> CollectorRegistry:
