@@ -191,7 +191,7 @@ class ForwardRequest:
             outcome = CallOutcome.ABANDONED
             response: UpstreamResponse | None = None
             error: UpstreamError | None = None
-            streamed = False
+            streamed = held = False
             try:
                 if read_body is not None:
                     request = replace(request, body=await read_body())
@@ -211,13 +211,15 @@ class ForwardRequest:
                     reason = f"http_{response.status}"
                 else:
                     outcome = CallOutcome.SUCCESS
-                # A streamed answer that is passed on settles when its stream ends.
-                streamed = response.rest is not None and not policy.retries_status(response.status)
+                # While the rest of an answer is read, its bulkhead slot stays taken; one passed
+                # on as it is (not retried) tells the breaker only when its stream ends.
+                held = response.rest is not None
+                streamed = held and not policy.retries_status(response.status)
             finally:
                 if not streamed:
                     breaker.record(permit, outcome, clock.now() - (deadline - time_left))
-                    if bulkhead is not None:
-                        bulkhead.release()
+                if bulkhead is not None and not held:
+                    bulkhead.release()
 
             upstream_wait = None
             if response is not None:
@@ -226,10 +228,7 @@ class ForwardRequest:
                     assert response.rest is not None
                     settled = _SettledAtEnd(
                         response.rest,
-                        breaker,
-                        permit,
-                        outcome,
-                        clock.now() - (deadline - time_left),
+                        (breaker, permit, outcome, clock.now() - (deadline - time_left)),
                         bulkhead,
                         metrics,
                     )
@@ -243,10 +242,10 @@ class ForwardRequest:
                     return BadUpstreamAnswer(str(error), attempts, breaker.state, rate_limit)
 
             if attempts > policy.max_retries:
-                await _discard(response)
+                await _discard(response, bulkhead)
                 return self._failed(reason, attempts, "retries_exhausted", rate_limit)
             if breaker.state is BreakerState.OPEN:
-                await _discard(response)
+                await _discard(response, bulkhead)
                 metrics.retry_stopped_by_breaker()
                 return self._failed(reason, attempts, "circuit_open", rate_limit)
             if self._rng is None:
@@ -256,7 +255,7 @@ class ForwardRequest:
             if upstream_wait is not None and upstream_wait > delay:
                 delay = upstream_wait
             if clock.now() + delay + route.min_attempt_seconds > deadline:
-                await _discard(response)
+                await _discard(response, bulkhead)
                 if upstream_wait is not None and upstream_wait >= delay:
                     return self._failed(
                         reason, attempts, "upstream_retry_after", rate_limit, upstream_wait
@@ -264,10 +263,13 @@ class ForwardRequest:
                 return self._failed(reason, attempts, "deadline", rate_limit)
             if budget is not None and not budget.try_spend():
                 metrics.retry_refused()
-                if response is not None:
-                    return Forwarded(response, attempts, rate_limit)
-                return self._failed(reason, attempts, "retry_budget", rate_limit)
-            await _discard(response)
+                if response is None:
+                    return self._failed(reason, attempts, "retry_budget", rate_limit)
+                if response.rest is not None:  # the breaker heard already; the slot is held
+                    rest = _SettledAtEnd(response.rest, None, bulkhead, metrics)
+                    response = replace(response, rest=rest)
+                return Forwarded(response, attempts, rate_limit)
+            await _discard(response, bulkhead)
             await self._sleeper.sleep(delay)
 
     def _failed(
@@ -285,10 +287,14 @@ class ForwardRequest:
         return UpstreamFailed(reason, attempts, stopped_by, state, retry_after_seconds, rate_limit)
 
 
-async def _discard(response: UpstreamResponse | None) -> None:
-    """Give up on the unread rest of an answer that is not passed on."""
+async def _discard(response: UpstreamResponse | None, bulkhead: Bulkhead | None) -> None:
+    """Give up on the unread rest of an answer that is not passed on, and free its slot."""
     if response is not None and response.rest is not None:
-        await response.rest.aclose()
+        try:
+            await response.rest.aclose()
+        finally:
+            if bulkhead is not None:
+                bulkhead.release()
 
 
 class _SettledAtEnd:
@@ -302,18 +308,14 @@ class _SettledAtEnd:
     def __init__(
         self,
         rest: BodyStream,
-        breaker: CircuitBreaker,
-        permit: BreakerPermit,
-        outcome: CallOutcome,
-        duration_seconds: float,
+        attempt: tuple[CircuitBreaker, BreakerPermit, CallOutcome, float] | None,
         bulkhead: Bulkhead | None,
         metrics: RouteMetrics,
     ) -> None:
         self._rest = rest
-        self._breaker = breaker
-        self._permit = permit
-        self._outcome = outcome
-        self._duration = duration_seconds
+        self._attempt = attempt
+        """The breaker, permit, outcome by status and time to the head; None when the breaker
+        heard of the attempt already."""
         self._bulkhead = bulkhead
         self._metrics = metrics
         self._settled = False
@@ -326,7 +328,7 @@ class _SettledAtEnd:
         try:
             async for chunk in self._rest:
                 yield chunk
-            outcome = self._outcome
+            outcome = self._attempt[2] if self._attempt is not None else CallOutcome.SUCCESS
         except UpstreamError as error:
             outcome = CallOutcome.FAILURE
             self._metrics.upstream_answer_cut(error.kind)
@@ -344,8 +346,10 @@ class _SettledAtEnd:
         if self._settled:
             return
         self._settled = True
-        # The attempt's duration is its time to the head and first part: a long body streamed to
-        # a slow client says nothing about the upstream's speed.
-        self._breaker.record(self._permit, outcome, self._duration)
+        if self._attempt is not None:
+            breaker, permit, _, duration = self._attempt
+            # The attempt's duration is its time to the head and first part: a long body
+            # streamed to a slow client says nothing about the upstream's speed.
+            breaker.record(permit, outcome, duration)
         if self._bulkhead is not None:
             self._bulkhead.release()

@@ -253,6 +253,7 @@ class Container(containers.DeclarativeContainer):
         ),
         identity=identity,
         max_request_body_bytes=settings.provided.max_request_body_bytes,
+        client_timeout_seconds=settings.provided.client_body_timeout_seconds,
         clock=clock,
         http_metrics=http_metrics,
         logger=request_logger,

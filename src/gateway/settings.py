@@ -44,7 +44,8 @@ class GatewaySettings(BaseSettings):
     client_header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
     """Time a client has to send a whole request head; past it the connection is closed."""
     client_body_timeout_seconds: float = Field(10.0, gt=0, le=3600)
-    """Longest pause allowed between two reads of a request body; past it a 408."""
+    """Longest pause allowed between two reads of a request body (past it a 408), and between
+    two writes of a streamed answer to a client that stopped reading (past it, cut)."""
     max_client_connections: int = Field(10_000, ge=1, le=1_000_000)
     """Client connections open at once; one more is refused with a 503 at once."""
 

@@ -8,14 +8,15 @@ sets, so one user's cookie can never ride along on another user's request. ``tru
 keeps proxy variables of the environment out of it, and bodies stay compressed as they came
 (``auto_decompress=False``) since they are passed through as bytes.
 
-Bounds (``UpstreamLimits``), the same as the other adapters': aiohttp's own limits cap header
-fields and their size; ``_GuardedHandler`` (aiohttp's response protocol, given to the connector)
-feeds aiohttp's parser only as many bytes of a header section as the limit allows, interim
-``1xx`` answers included, and refuses a status outside 100-599, an unrequested ``101`` or more
-than a few interim answers before aiohttp's own read loop sees them (aiohttp would otherwise
-hand a ``101`` to the caller and spin through an endless stream of ``102`` without yielding). The
-body is counted as it is read; a large one is handed over as a stream, read as the client takes
-it (aiohttp's reader pauses the socket past its buffer).
+Bounds (``UpstreamLimits``), the same as the other adapters': ``_GuardedHandler`` (aiohttp's
+response protocol, given to the connector) passes every byte through the same llhttp-based
+``ResponseGuard`` the httpx adapter uses before aiohttp's parser sees it, so the framing rules
+are llhttp's for all three clients (bare LF line ends, control characters in fields, duplicate
+or conflicting framing are refused) and a header section over its limit, an endless stream of
+``102`` (aiohttp would spin through it without yielding), an unrequested ``101`` (aiohttp hands
+it to the caller) or bytes after the answer never reach aiohttp. The body is counted as it is
+read; a large one is handed over as a stream, read as the client takes it (aiohttp's reader
+pauses the socket past its buffer).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
+from adapters.backend_client.guard import ResponseGuard
 from adapters.backend_client.hop_by_hop import end_to_end
 from adapters.backend_client.limits import UpstreamLimits
 from adapters.clock.http_dates import parse_retry_after
@@ -38,67 +40,33 @@ from domain.ports import UpstreamRequest, UpstreamResponse
 
 
 class _GuardedHandler(ResponseHandler):
-    """aiohttp's response protocol, held to the gateway's bounds on the header section."""
+    """aiohttp's response protocol, with every byte checked by a ``ResponseGuard`` first."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: UpstreamLimits) -> None:
         super().__init__(loop)
-        self._limits = limits
-        self._reset()
-
-    def _reset(self) -> None:
-        self._head_bytes = 0
-        self._final_head = False
-        self._interim = 0
+        self._guard = ResponseGuard(limits)
         self._refused = False
 
     def set_response_params(self, **params: Any) -> None:
-        self._reset()
-        super().set_response_params(**params)
+        self._guard.request_sent(bool(params.get("skip_payload", False)))
+        self._refused = False
+        super().set_response_params(**params)  # bytes that came early are checked from here
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._final_head:
-            super().data_received(data)
-            return
-        room = self._limits.max_header_bytes - self._head_bytes
-        if len(data) <= room:
-            self._head_bytes += len(data)
-            super().data_received(data)
-            return
-        self._head_bytes += room
-        super().data_received(data[:room])
-        if self._refused:
-            return
-        if not self._final_head:
-            self._refuse(self._limits.head_too_large())
-            return
-        super().data_received(data[room:])
-
-    def feed_data(self, data: Any, size: int = 0) -> None:
-        """One parsed message (and its payload) from aiohttp's parser."""
-        if self._refused:
-            return
-        code = data[0].code
-        if 100 <= code < 200 and code != 101:
-            self._interim += 1
-            if self._interim > self._limits.max_interim_answers:
-                self._refuse(self._limits.too_many_interim())
-                return
-        else:
+        if self._parser is not None:  # before the request's parameters, aiohttp only queues
             try:
-                self._limits.check_status(code)
+                self._guard.received(data)
             except UpstreamBadAnswer as error:
-                self._refuse(error)
+                self._refused = True
+                self.set_exception(error)
+                if self._payload is not None:  # a body being read breaks off, never just ends
+                    self._payload.set_exception(error)
+                if self.transport is not None:
+                    self.transport.close()
                 return
-            self._final_head = True
-        super().feed_data(data, size)
-
-    def _refuse(self, error: UpstreamBadAnswer) -> None:
-        self._refused = True
-        self.set_exception(error)
-        if self.transport is not None:
-            self.transport.close()
+        super().data_received(data)
 
 
 class _GuardedConnector(aiohttp.TCPConnector):
@@ -190,7 +158,7 @@ class AiohttpUpstream:
                 ttl_dns_cache=60,
                 ssl=self._ssl,
             )
-            field_size = min(8190, limits.max_header_bytes)
+            field_size = limits.max_header_bytes  # the guard holds the section to it in all
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -260,7 +228,8 @@ class AiohttpUpstream:
         except UpstreamError:
             raise
         except aiohttp.ClientResponseError as error:
-            raise UpstreamBadAnswer(f"malformed answer: {error.message}") from error
+            # Its message may quote the upstream's bytes; the client is told the kind only.
+            raise UpstreamBadAnswer(f"malformed answer ({type(error).__name__})") from error
         except aiohttp.ClientError as error:
             raise UpstreamUnavailable(f"{type(error).__name__}: {error}") from error
         finally:

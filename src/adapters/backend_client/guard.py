@@ -54,9 +54,12 @@ class ResponseGuard:
         self._body_bytes = 0
 
     def received(self, data: bytes) -> None:
-        """Check bytes read from the upstream; raises ``UpstreamBadAnswer`` on a breach."""
-        if self._done or not data:
+        """Check bytes read from the upstream; raises ``UpstreamBadAnswer`` on a breach,
+        bytes after a complete answer included (nobody asked for them)."""
+        if not data:
             return
+        if self._done:
+            raise self._limits.trailing_bytes()
         if self._final_head:
             self._feed(data)
             return
@@ -72,7 +75,7 @@ class ResponseGuard:
         self._feed(data[room:])
 
     def _feed(self, data: bytes) -> None:
-        if self._done or self._parser is None:
+        if self._parser is None:
             return
         try:
             self._parser.feed_data(data)
@@ -98,17 +101,24 @@ class ResponseGuard:
         raise _Stop
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self._final_head:  # a second answer in the bytes of this one
+            self._stop(self._limits.trailing_bytes())
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._final_head:
             return  # trailer fields: the client library drops them
         self._fields += 1
         if self._fields > self._limits.max_headers:
             self._stop(self._limits.too_many_headers())
-        if name.lower() == b"content-length":
-            try:
+        lowered = name.lower()
+        try:
+            if lowered == b"content-length":
                 self._limits.check_content_length(value.decode("latin-1"))
-            except UpstreamBadAnswer as error:
-                self._stop(error)
+            elif lowered == b"transfer-encoding":
+                self._limits.check_transfer_encoding(value.decode("latin-1"))
+        except UpstreamBadAnswer as error:
+            self._stop(error)
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None
@@ -128,6 +138,8 @@ class ResponseGuard:
             self._done = True  # no body follows a HEAD answer, whatever its headers say
 
     def on_body(self, body: bytes) -> None:
+        if self._done:  # a body after a HEAD answer
+            self._stop(self._limits.trailing_bytes())
         self._body_bytes += len(body)
         if self._body_bytes > self._limits.max_body_bytes:
             self._stop(self._limits.body_too_large())

@@ -83,6 +83,7 @@ class _Connection(asyncio.Protocol):
         self._final_head = False
         self._length_known = False
         self._complete = False
+        self._trailing = False
         self._broken = False
         self._violation: UpstreamError | None = None
         self.status = 0
@@ -171,6 +172,12 @@ class _Connection(asyncio.Protocol):
         pass
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self._complete:  # a second answer nobody asked for, in the same bytes as this one
+            self._trailing = True
+            self._violation = self._limits.trailing_bytes()
+            raise _Violation
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._final_head:
             return  # a trailer field: never promoted to a header
@@ -181,12 +188,14 @@ class _Connection(asyncio.Protocol):
         lowered = name.lower()
         if lowered in (b"content-length", b"transfer-encoding"):
             self._length_known = True
-            if lowered == b"content-length":
-                try:
+            try:
+                if lowered == b"content-length":
                     self._limits.check_content_length(value.decode("latin-1"))
-                except UpstreamBadAnswer as error:
-                    self._violation = error
-                    raise _Violation from None
+                else:
+                    self._limits.check_transfer_encoding(value.decode("latin-1"))
+            except UpstreamBadAnswer as error:
+                self._violation = error
+                raise _Violation from None
         elif lowered == b"retry-after":
             self.retry_after = value.decode("latin-1")
         elif lowered == b"connection":
@@ -222,6 +231,10 @@ class _Connection(asyncio.Protocol):
             self._resolve()
 
     def on_body(self, body: bytes) -> None:
+        if self._complete:  # a body after a HEAD answer: nobody asked for it
+            self._trailing = True
+            self._violation = self._limits.trailing_bytes()
+            raise _Violation
         self._body_bytes += len(body)
         if self._body_bytes > self._limits.max_body_bytes:
             self._violation = self._limits.body_too_large()
@@ -271,6 +284,8 @@ class _Connection(asyncio.Protocol):
 
     def take_answer(self) -> tuple[int, list[tuple[str, str]], bytes, float | None]:
         """The answer's status, end-to-end headers, body (or first part) and Retry-After."""
+        if self._trailing:
+            raise self._limits.trailing_bytes()
         chunks = self.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.chunks = []
@@ -309,6 +324,8 @@ class _Connection(asyncio.Protocol):
             if self._stream_failed:
                 raise UpstreamUnavailable("the answer's stream has already failed")
             if self._complete:
+                if self._trailing:
+                    raise self._limits.trailing_bytes()
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -446,6 +463,7 @@ class HttptoolsUpstream:
         head = self._encode_head(request)
         is_head = request.method == "HEAD"
         acquired = False
+        connection: _Connection | None = None
         try:
             async with asyncio.timeout(timeout_seconds):
                 await slots.acquire()
@@ -458,15 +476,13 @@ class HttptoolsUpstream:
                             "the upstream closed a kept-alive connection as the request was sent"
                         ) from None
                     connection = await self._exchange(head, request.body, is_head, fresh=True)
+            status, headers, body, retry_after = connection.take_answer()
         except TimeoutError as error:
-            if acquired:
-                slots.release()
+            self._abandon(connection, acquired)
             raise UpstreamTimeout(f"no answer within {timeout_seconds:.3f}s") from error
         except BaseException:
-            if acquired:
-                slots.release()
+            self._abandon(connection, acquired)
             raise
-        status, headers, body, retry_after = connection.take_answer()
         if not connection.streaming:
             self._done(connection, connection.reusable)
             return UpstreamResponse(status, tuple(headers), body, retry_after)
@@ -498,6 +514,15 @@ class HttptoolsUpstream:
             connection.close()
         assert self._slots is not None
         self._slots.release()
+
+    def _abandon(self, connection: _Connection | None, acquired: bool) -> None:
+        """A send failed: its connection (if it got one) is closed, its pool slot freed."""
+        if connection is not None:
+            self._in_use.discard(connection)
+            connection.close()
+        if acquired:
+            assert self._slots is not None
+            self._slots.release()
 
     def _take_idle(self) -> _Connection | None:
         while self._idle:

@@ -28,7 +28,7 @@ from adapters.backend_client.hop_by_hop import end_to_end
 from adapters.backend_client.limits import UpstreamLimits
 from adapters.clock.http_dates import parse_retry_after
 from domain.errors import UpstreamBadAnswer, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from domain.ports import UpstreamRequest, UpstreamResponse
+from domain.ports import Body, UpstreamRequest, UpstreamResponse
 
 
 # httpcore's network-stream interface takes ``timeout`` parameters; these classes implement it.
@@ -219,15 +219,17 @@ class HttpxUpstream:
         if request.query:
             target = f"{target}?{request.query}"
         limits = self._limits
-        body = bytes(request.body) if isinstance(request.body, bytearray) else request.body
+        body = request.body
+        fields = list(request.headers)
+        if body or request.method in ("POST", "PUT", "PATCH"):
+            # Declared, so httpx sends the body as it is, without chunking or a copy of it.
+            fields.append(("content-length", str(len(body))))
         outgoing = client.build_request(
             request.method,
             httpx.URL(target),
-            headers=list(request.headers),
-            content=body or None,
+            headers=fields,
+            content=_one_chunk(body) if body else None,
         )
-        if not body and request.method in ("POST", "PUT", "PATCH"):
-            outgoing.headers["content-length"] = "0"
         answer: httpx.Response | None = None
         streaming = False
         try:
@@ -269,6 +271,10 @@ class HttpxUpstream:
         finally:
             if answer is not None and not streaming:
                 await answer.aclose()
+
+
+async def _one_chunk(body: Body) -> AsyncIterator[bytes]:
+    yield body  # type: ignore[misc]  # bytes-like: a bytearray is written as it is
 
 
 def _closed_early(error: Exception) -> bool:

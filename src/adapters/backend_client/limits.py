@@ -54,6 +54,17 @@ class UpstreamLimits:
             )
         return length
 
+    @staticmethod
+    def check_transfer_encoding(value: str) -> None:
+        """Only ``chunked``, once: any other coding (which the gateway would strip as hop-by-hop
+        and so pass on a body the client cannot decode) or ``chunked`` twice is refused."""
+        if value.strip().lower() != "chunked":
+            raise UpstreamBadAnswer(f"Transfer-Encoding {value[:40]!r} is not chunked")
+
+    @staticmethod
+    def trailing_bytes() -> UpstreamBadAnswer:
+        return UpstreamBadAnswer("the upstream sent bytes after its answer")
+
     def body_too_large(self) -> UpstreamBadAnswer:
         return UpstreamBadAnswer(f"the body is over the limit of {self.max_body_bytes} bytes")
 

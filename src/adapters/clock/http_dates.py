@@ -19,11 +19,11 @@ def wall_clock_now() -> datetime:
 def parse_retry_after(value: str, now: datetime | None = None) -> float | None:
     """Seconds to wait, at least 0 and at most a day; None when the value is not valid."""
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²" is a digit to str.isdigit(), not to float()
         return min(float(value), MAX_RETRY_AFTER_SECONDS)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -57,6 +57,7 @@ def create_app(
     identity: ClientIdentity,
     clock: Clock,
     max_request_body_bytes: int = 10 * 1024 * 1024,
+    client_timeout_seconds: float = 10.0,
     http_metrics: HttpMetrics,
     logger: Any,
     on_startup: Sequence[Hook] = (),
@@ -107,7 +108,9 @@ def create_app(
     fast_routes: list[tuple[str, set[str], ProxyEndpoint]] = []
     for proxied in routes:
         route = proxied.forward.route
-        endpoint = ProxyEndpoint(proxied.forward, identity, max_request_body_bytes)
+        endpoint = ProxyEndpoint(
+            proxied.forward, identity, max_request_body_bytes, client_timeout_seconds
+        )
         app.add_api_route(
             route.path,
             endpoint.endpoint,

@@ -27,6 +27,7 @@ first, then the body as it arrives; a stream that breaks off closes the client's
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -71,6 +72,10 @@ _OWNED = frozenset(
 _NOT_FORWARDED = HOP_BY_HOP | _OWNED
 # The server writes its own Date and Server headers; the upstream's would make duplicates.
 _NOT_PASSED_BACK = frozenset({"date", "server", "x-request-id"})
+# With a limiter, the RateLimit fields are the gateway's: an upstream's would contradict them.
+_RATE_LIMIT_FIELDS = frozenset(
+    {"ratelimit", "ratelimit-policy", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
+)
 CONNECTION_KEY = "resilient_gateway.connection"
 """Scope key of the server's handle on the client connection (``abort()``, ``lost``), when the
 server provides one (``adapters.http.server``)."""
@@ -86,6 +91,10 @@ class BodyTooLarge(Exception):
 
 class ClientGone(Exception):
     """The client hung up before its body was read."""
+
+
+class BodyTooSlow(Exception):
+    """The client's body did not arrive within the request's deadline."""
 
 
 def rate_limit_headers(
@@ -106,13 +115,23 @@ def rate_limit_headers(
 class _BodyReader:
     """Reads one request body from ``receive``, up to ``limit`` bytes, into one buffer."""
 
-    __slots__ = ("_limit", "_receive")
+    __slots__ = ("_deadline", "_limit", "_receive")
 
-    def __init__(self, receive: Receive, limit: int) -> None:
+    def __init__(self, receive: Receive, limit: int, deadline_seconds: float) -> None:
         self._receive = receive
         self._limit = limit
+        self._deadline = deadline_seconds
 
     async def __call__(self) -> Body:
+        # The whole upload within the request's deadline: however steadily a client trickles, it
+        # holds its bulkhead slot (and maybe the breaker's one trial) no longer than that.
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._read()
+        except TimeoutError:
+            raise BodyTooSlow from None
+
+    async def _read(self) -> Body:
         message = await self._receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
@@ -146,11 +165,16 @@ class ProxyEndpoint:
         forward: ForwardRequest,
         identity: ClientIdentity,
         max_request_body_bytes: int = 10 * 1024 * 1024,
+        client_timeout_seconds: float = 10.0,
     ) -> None:
         self._forward = forward
         self._identity = identity
         self._route = forward.route
         self._max_body = max_request_body_bytes
+        self._client_timeout = client_timeout_seconds
+        self._not_passed_back = _NOT_PASSED_BACK
+        if forward.route.limiter is not None:
+            self._not_passed_back = _NOT_PASSED_BACK | _RATE_LIMIT_FIELDS
         limiter = forward.route.limiter
         self._window = limiter.policy.window_seconds if limiter is not None else 0.0
 
@@ -168,15 +192,20 @@ class ProxyEndpoint:
         forwarded_proto = forwarded_host = None
         named: list[str] = []
         host = ""
+        hosts = 0
         declared_length = None
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1").lower()
+            if not raw_value.isascii():
+                await self._refuse(scope, receive, send, request_id, name)
+                return
             value = raw_value.decode("latin-1")
             if name in _NOT_FORWARDED:
                 if name == "x-forwarded-for":
                     forwarded_for.append(value)
                 elif name == "host":
                     host = value
+                    hosts += 1
                 elif name == "content-length":
                     declared_length = value
                 elif name == "connection":
@@ -186,7 +215,12 @@ class ProxyEndpoint:
                 elif name == "x-forwarded-host":
                     forwarded_host = value
                 continue
+            if name.startswith("x-forwarded-") or ("_" in name and _spoofs_owned(name)):
+                continue  # every X-Forwarded-* is the gateway's, under any spelling
             headers.append((name, value))
+        if hosts > 1:
+            await self._refuse(scope, receive, send, request_id, "host")
+            return
         if named:
             dropped = set(named)
             headers = [(name, value) for name, value in headers if name not in dropped]
@@ -214,10 +248,23 @@ class ProxyEndpoint:
         )
         try:
             result = await self._forward(
-                client_id, upstream_request, _BodyReader(receive, self._max_body)
+                client_id,
+                upstream_request,
+                _BodyReader(receive, self._max_body, route.request_timeout_seconds),
             )
         except BodyTooLarge:
             await self._refuse_body(scope, receive, send, request_id)
+            return
+        except BodyTooSlow:
+            context_of(scope)["route"] = route.name
+            response = problem_response(
+                "request-timeout",
+                408,
+                f"The request body did not arrive within {route.request_timeout_seconds:g} s.",
+                request_id,
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
             return
         except ClientGone:
             return  # the client hung up before its body arrived: nothing to answer
@@ -231,7 +278,21 @@ class ProxyEndpoint:
         if isinstance(result, Forwarded) and result.response.rest is not None:
             await self._stream(result, scope, send, state)
             return
-        response = to_response(result, request_id, route.name, self._window)
+        response = to_response(result, request_id, route.name, self._window, self._not_passed_back)
+        await response(scope, receive, send)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, field: str
+    ) -> None:
+        """A 400 for a request head the gateway will not forward as it is."""
+        context_of(scope)["route"] = self._route.name
+        detail = (
+            "The request has more than one Host field."
+            if field == "host"
+            else f"The field {field[:60]!r} has a byte outside ASCII; the gateway forwards "
+            "field values as ASCII only."
+        )
+        response = problem_response("invalid-request", 400, detail, request_id)
         await response(scope, receive, send)
 
     async def _refuse_body(
@@ -254,26 +315,38 @@ class ProxyEndpoint:
         upstream = result.response
         rest = upstream.rest
         assert rest is not None
-        headers = _passed_back(upstream.headers)
+        headers = _passed_back(upstream.headers, self._not_passed_back)
         if result.rate_limit is not None:
             headers.extend(rate_limit_headers(self._route.name, self._window, result.rate_limit))
         connection = scope.get(CONNECTION_KEY)
+        # No send to the client may stall longer than its timeout: a client that stops reading
+        # would otherwise keep the answer's bulkhead slot and upstream connection for ever.
+        stall = self._client_timeout
         try:
-            await send(
-                {"type": "http.response.start", "status": upstream.status, "headers": headers}
-            )
-            if upstream.body:
-                await send({"type": "http.response.body", "body": upstream.body, "more_body": True})
+            async with asyncio.timeout(stall):
+                await send(
+                    {"type": "http.response.start", "status": upstream.status, "headers": headers}
+                )
+                if upstream.body:
+                    await send(
+                        {"type": "http.response.body", "body": upstream.body, "more_body": True}
+                    )
             async for chunk in rest:
                 if connection is not None and connection.lost:
                     break
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                async with asyncio.timeout(stall):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             else:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except UpstreamError as error:
             state["log_extra"] = {"upstream_cut": error.kind, "upstream_error": str(error)}
             if connection is None:
                 raise  # no server handle to cut the connection with: let the server do it
+            connection.abort()
+        except TimeoutError:
+            state["log_extra"] = {"client_stalled_seconds": stall}
+            if connection is None:
+                raise
             connection.abort()
         finally:
             await rest.aclose()
@@ -285,12 +358,20 @@ def _over(declared: str, limit: int) -> bool:
     return not declared.isdigit() or int(declared) > limit
 
 
-def _passed_back(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+def _passed_back(
+    headers: Iterable[tuple[str, str]], dropped: frozenset[str] = _NOT_PASSED_BACK
+) -> list[tuple[bytes, bytes]]:
     return [
         (name.encode("latin-1"), value.encode("latin-1"))
         for name, value in headers
-        if name.lower() not in _NOT_PASSED_BACK
+        if name.lower() not in dropped
     ]
+
+
+def _spoofs_owned(name: str) -> bool:
+    """``X_Forwarded_For`` and the like: backends that read ``_`` as ``-`` would believe it."""
+    dashed = name.replace("_", "-")
+    return dashed in _NOT_FORWARDED or dashed.startswith("x-forwarded-")
 
 
 class ProxyRoutes:
@@ -315,12 +396,18 @@ class ProxyRoutes:
         await self._app(scope, receive, send)
 
 
-def to_response(result: ForwardResult, request_id: str, policy: str, window: float) -> Response:
+def to_response(
+    result: ForwardResult,
+    request_id: str,
+    policy: str,
+    window: float,
+    not_passed_back: frozenset[str] = _NOT_PASSED_BACK,
+) -> Response:
     """The HTTP answer for one use-case result (a streamed answer's head and first part)."""
     match result:
         case Forwarded(response=upstream):
             response = Response(upstream.body, status_code=upstream.status)
-            response.raw_headers.extend(_passed_back(upstream.headers))
+            response.raw_headers.extend(_passed_back(upstream.headers, not_passed_back))
         case RateLimited(rate_limit=decision):
             response = problem_response(
                 "rate-limited",

@@ -157,6 +157,7 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
         super().__init__(config, *args, **kwargs)
         self.limits: ClientLimits = getattr(config, CLIENT_LIMITS, DEFAULT_CLIENT_LIMITS)
         self._refused = False
+        self._discarding = False
         self._reading_head = True
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
@@ -203,34 +204,27 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._refused or self._discarding:
             return
-        if not self._reading_head:
-            if self._in_body:
-                self._last_body_read = self.loop.time()
-            super().data_received(data)
-            self._watch_body()
-            return
-        room = self.limits.max_head_bytes - self._head_bytes
-        if len(data) <= room:
-            self._head_bytes += len(data)
-            super().data_received(data)
-            self._watch_body()
-            return
-        # Only what a head may still take is parsed; if it does not complete within that, the
-        # head is too large.
-        self._head_bytes += room
-        super().data_received(data[:room])
-        if self.transport.is_closing():
-            return
-        if self._reading_head:
-            self._end_with(
-                431,
-                f"The request head is over the limit of {self.limits.max_head_bytes} bytes.",
-            )
-            return
-        self._last_body_read = self.loop.time()
-        super().data_received(data[room:])
+        limit = self.limits.max_head_bytes
+        while data:
+            if not self._reading_head:
+                if self._in_body:
+                    self._last_body_read = self.loop.time()
+                super().data_received(data)
+                break
+            # Only what the head being read may still take is parsed at once; a head that does
+            # not complete within its limit is too large. Heads completed in a piece reset the
+            # count, so many small pipelined requests in one read are all served.
+            room = limit - self._head_bytes
+            piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
+            self._head_bytes += len(piece)
+            super().data_received(piece)
+            if self.transport.is_closing():
+                return
+            if self._reading_head and self._head_bytes >= limit:
+                self._end_with(431, f"The request head is over the limit of {limit} bytes.")
+                return
         self._watch_body()
 
     # parser callbacks
@@ -255,9 +249,25 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        if self._in_body and not self.transport.is_closing():
+            # Answered before its body was read (a 429, a 503, a 404): none of the rest is taken.
+            self.server_state.total_requests += 1
+            self._close_after_answer()
+            return
         super().on_response_complete()
-        if not self.transport.is_closing() and self._head_timer is None and self._reading_head:
+        idle = not self.pipeline and (self.cycle is None or self.cycle.response_complete)
+        if idle and not self.transport.is_closing() and self._head_timer is None:
             self._arm_head_timer()
+
+    def _close_after_answer(self) -> None:
+        """Half-close after the answer, drop what the client still sends, close a bit later."""
+        self._discarding = True
+        self._in_body = False
+        self._cancel_body_timer()
+        self.flow.resume_reading()
+        with contextlib.suppress(OSError, RuntimeError, NotImplementedError):
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     # the connection handle a streamed answer uses
     @property
@@ -286,6 +296,8 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
         self._head_timer = None
         if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete and self._head_bytes == 0:
+            return  # a request is being answered; the next head's wait starts after it
         if self._head_bytes == 0:
             self.transport.close()  # an idle connection: closed without a word, as keep-alive is
             return
