@@ -110,9 +110,8 @@ def main(argv: list[str] | None = None) -> None:
             limits,
         )
         server = ServerWithAdmin(config, AdminServer(admin_config), admin_socket)
-    dashboard = container.dashboard()
-    if dashboard is not None:  # its streams end at once, so a shutdown never waits on them
-        server.on_shutdown_begin.append(dashboard.close)
+    # Open dashboard streams end the moment a shutdown begins (their scope's ON_SHUTDOWN_KEY,
+    # called by the server protocol), in one process as in every worker of --workers N.
     freeze_startup_heap()
     server.run()
     if not server.started:

@@ -22,7 +22,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from adapters.dashboard.snapshot import SnapshotBuilder
-from adapters.http.context import context_of, request_id_of
+from adapters.http.context import ON_SHUTDOWN_KEY, context_of, request_id_of
 from adapters.http.problems import problem_response
 from adapters.observability import get_logger
 from domain.ports import Sleeper
@@ -128,6 +128,7 @@ class EventStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub = self._hub
         context_of(scope)["route"] = EVENTS_ROUTE_LABEL  # its label in the log and the metrics
+        scope[ON_SHUTDOWN_KEY] = hub.close  # the server ends every stream when it stops
         wake = asyncio.Event()
         if not hub.try_open_stream(wake):
             await self._refuse(scope, receive, send)

@@ -39,6 +39,9 @@ _WELL_FORMED = re.compile(rb"[A-Za-z0-9._~:/+=-]{1,128}")
 _HEADER = b"x-request-id"
 _CONTEXT_KEY = "resilient_gateway.context"
 CLIENT_CLOSED_REQUEST = 499
+ON_SHUTDOWN_KEY = "resilient_gateway.on_shutdown"
+"""Scope key of a callable the server calls when it starts shutting down while this request is
+open: an endless answer (the dashboard's event stream) ends itself there, in every worker."""
 _NOTHING: dict[str, Any] = {}
 MAX_HEADER_BYTES = 32 * 1024
 

@@ -123,15 +123,6 @@ class _BodyReader:
         self._deadline = deadline_seconds
 
     async def __call__(self) -> Body:
-        # The whole upload within the request's deadline: however steadily a client trickles, it
-        # holds its bulkhead slot (and maybe the breaker's one trial) no longer than that.
-        try:
-            async with asyncio.timeout(self._deadline):
-                return await self._read()
-        except TimeoutError:
-            raise BodyTooSlow from None
-
-    async def _read(self) -> Body:
         message = await self._receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
@@ -139,8 +130,16 @@ class _BodyReader:
         if len(first) > self._limit:
             raise BodyTooLarge(self._limit)
         if not message.get("more_body", False):
-            return first
-        buffer = bytearray(first)
+            return first  # most requests: no timer, no copy
+        # The rest of the upload within the request's deadline: however steadily a client
+        # trickles, it holds its bulkhead slot (and maybe the breaker's one trial) no longer.
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._rest(bytearray(first))
+        except TimeoutError:
+            raise BodyTooSlow from None
+
+    async def _rest(self, buffer: bytearray) -> Body:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":

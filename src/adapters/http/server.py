@@ -52,7 +52,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from adapters.http.context import context_of
+from adapters.http.context import ON_SHUTDOWN_KEY, context_of
 from adapters.http.problems import PROBLEM_KINDS, PROBLEM_TYPE
 from adapters.http.proxy import CONNECTION_KEY
 
@@ -268,6 +268,14 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
         with contextlib.suppress(OSError, RuntimeError, NotImplementedError):
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def shutdown(self) -> None:
+        """The server is stopping: an open endless answer is told to end, then uvicorn's rule."""
+        if not self._refused:
+            stop = self.scope.get(ON_SHUTDOWN_KEY) if self.scope is not None else None
+            if callable(stop) and self.cycle is not None and not self.cycle.response_complete:
+                stop()
+            super().shutdown()
 
     # the connection handle a streamed answer uses
     @property
