@@ -5,6 +5,8 @@ Written as the rules: which requests are allowed, and which clients are still re
 
 from __future__ import annotations
 
+import tracemalloc
+
 from adapters.clock.fake import FakeClock
 from domain.rate_limit import (
     RateLimitAlgorithm,
@@ -78,3 +80,42 @@ def test_the_counter_forgets_a_client_two_windows_after_its_last_request() -> No
     clock.advance(0.1)  # t=20: bucket [0, 10) has left every window
     limiter.allow_request("other")
     assert limiter.tracked_clients == 1
+
+
+def test_counts_two_buckets_old_weigh_nothing() -> None:
+    clock = FakeClock(start=0.0)
+    limiter = counter(clock, limit=10, window=10.0)
+    clock.advance(9.9)
+    assert allowed_in_a_row(limiter, "c") == 10  # bucket [0, 10), at its very end
+    clock.advance(10.6)  # t=20.5: bucket [0, 10) is two buckets back, out of every window
+    assert allowed_in_a_row(limiter, "c") == 10
+
+
+# --- sliding log: memory after a flood --------------------------------------------------------
+
+
+def memory_held_after_a_flood(flood: int, survivors: int) -> int:
+    """Bytes allocated since the start and still held, after ``flood`` clients came once and
+    all but ``survivors`` of them went idle for a window (and one more request swept them)."""
+    tracemalloc.start()
+    try:
+        clock = FakeClock(start=0.0)
+        limiter = SlidingWindowLimiter(RateLimitPolicy(5, 10.0), clock)
+        for n in range(flood):
+            limiter.allow_request(f"client-{n}")
+        clock.advance(5.0)
+        for n in range(survivors):
+            limiter.allow_request(f"client-{n}")
+        clock.advance(5.5)
+        limiter.allow_request("client-0")
+        assert limiter.tracked_clients == survivors
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return held
+
+
+def test_a_flood_shrunk_to_a_quarter_gives_its_memory_back() -> None:
+    # a flood of 1024 clients (the least that is rebuilt) down to exactly a quarter of it holds
+    # about what those 256 clients would hold had there been no flood
+    assert memory_held_after_a_flood(1024, 256) < 1.2 * memory_held_after_a_flood(256, 256)
