@@ -38,6 +38,7 @@ lint: install
 # MUTATE_JOBS at a time (niced; about ten minutes on 2 cores). Prints the score and every
 # survivor; fails below 90 % or when a survivor is neither killed nor listed in tests/MUTANTS.md.
 MUTATE_JOBS ?= 2
+mutate mutate-changed: export PATH := $(abspath $(BIN)):$(PATH)
 mutate: install
 	rm -rf mutants && mkdir mutants
 	@echo "mutmut run over src/domain and src/application (log: mutants/mutmut-run.log)"

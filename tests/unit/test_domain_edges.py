@@ -166,3 +166,18 @@ def test_a_retry_exactly_a_window_old_no_longer_counts() -> None:
     assert budget.retries_available() == pytest.approx(0.0)
     clock.advance(10.0)
     assert budget.retries_available() == pytest.approx(1.0)
+
+
+def test_a_breaker_closed_again_needs_the_full_threshold_of_failures_to_reopen() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(BreakerPolicy(3, 10.0, 1), clock)
+    for _ in range(3):
+        breaker.record(breaker.allow_request(), CallOutcome.FAILURE)
+    clock.advance(10.0)
+    breaker.record(breaker.allow_request(), CallOutcome.SUCCESS)
+    assert (breaker.state, breaker.consecutive_failures) == (BreakerState.CLOSED, 0)
+    for _ in range(2):
+        breaker.record(breaker.allow_request(), CallOutcome.FAILURE)
+    assert breaker.state is BreakerState.CLOSED
+    breaker.record(breaker.allow_request(), CallOutcome.FAILURE)
+    assert breaker.state is BreakerState.OPEN

@@ -181,3 +181,8 @@ async def test_a_failing_limiter_store_fails_closed_when_the_route_says_so(
     assert isinstance(result, RateLimitUnavailable)
     assert upstream.calls == []
     assert (store.asked, counters.rate_limit_store_errors) == (1, 1)
+
+
+def test_a_jittered_policy_needs_a_random_source(make_forward: MakeForward) -> None:
+    with pytest.raises(ValueError, match=r"^a jittered retry policy needs a random source$"):
+        make_forward(retry=RetryPolicy(jitter=Jitter.FULL))
