@@ -181,3 +181,30 @@ def test_a_breaker_closed_again_needs_the_full_threshold_of_failures_to_reopen()
     assert breaker.state is BreakerState.CLOSED
     breaker.record(breaker.allow_request(), CallOutcome.FAILURE)
     assert breaker.state is BreakerState.OPEN
+
+
+def test_a_late_trial_from_an_earlier_half_open_cannot_close_the_breaker() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(BreakerPolicy(1, 10.0, 2), clock)
+    breaker.record(breaker.allow_request(), CallOutcome.FAILURE)
+    clock.advance(10.0)
+    failing, slow = breaker.allow_request(), breaker.allow_request()
+    breaker.record(failing, CallOutcome.FAILURE)  # reopened
+    clock.advance(10.0)
+    assert breaker.state is BreakerState.HALF_OPEN  # a second HALF_OPEN period
+    breaker.record(slow, CallOutcome.SUCCESS)  # the trial of the first period ends only now
+    assert breaker.state is BreakerState.HALF_OPEN
+
+
+def test_the_outcome_of_a_refused_call_changes_nothing() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(BreakerPolicy(1, 10.0, 1), clock)
+    breaker.record(breaker.allow_request(), CallOutcome.FAILURE)
+    clock.advance(10.0)
+    trial = breaker.allow_request()
+    refused = breaker.allow_request()  # the only trial slot is taken
+    assert not refused.allowed
+    breaker.record(refused, CallOutcome.FAILURE)
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.record(trial, CallOutcome.SUCCESS)
+    assert breaker.state is BreakerState.CLOSED
