@@ -208,3 +208,13 @@ def test_the_outcome_of_a_refused_call_changes_nothing() -> None:
     assert breaker.state is BreakerState.HALF_OPEN
     breaker.record(trial, CallOutcome.SUCCESS)
     assert breaker.state is BreakerState.CLOSED
+
+
+def test_an_abandoned_trial_frees_exactly_its_own_slot() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(BreakerPolicy(1, 10.0, 2), clock)
+    breaker.record(breaker.allow_request(), CallOutcome.FAILURE)
+    clock.advance(10.0)
+    first, _second = breaker.allow_request(), breaker.allow_request()
+    breaker.record(first, CallOutcome.ABANDONED)
+    assert [breaker.allow_request().allowed for _ in range(2)] == [True, False]
