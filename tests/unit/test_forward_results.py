@@ -35,6 +35,25 @@ REQUEST = UpstreamRequest("GET", "/flaky-data")
 FIRST_DECISION = RateLimitDecision(True, 100, 99, 60.0, 0.0)
 
 
+def failed(
+    reason: str,
+    attempts: int,
+    stopped_by: str,
+    state: BreakerState,
+    retry_after_seconds: float | None,
+    rate_limit: RateLimitDecision | None,
+) -> UpstreamFailed:
+    """The expected ``UpstreamFailed``, built by field name (new fields with defaults fit in)."""
+    return UpstreamFailed(
+        reason=reason,
+        attempts=attempts,
+        stopped_by=stopped_by,
+        breaker_state=state,
+        retry_after_seconds=retry_after_seconds,
+        rate_limit=rate_limit,
+    )
+
+
 class SleeperThatActs:
     """Sleeps on the fake clock and, during each wait, does what another request would do."""
 
@@ -61,7 +80,9 @@ async def test_a_success_carries_the_attempts_and_the_clients_rate_limit(
 ) -> None:
     answer = UpstreamResponse(200, (), b"ok")
     forward, _, _ = make_forward(503, answer, limit=100)
-    assert await forward("c", REQUEST) == Forwarded(answer, 2, FIRST_DECISION)
+    assert await forward("c", REQUEST) == Forwarded(
+        response=answer, attempts=2, rate_limit=FIRST_DECISION
+    )
 
 
 async def test_each_client_is_limited_by_its_own_count(make_forward: MakeForward) -> None:
@@ -74,7 +95,7 @@ async def test_each_client_is_limited_by_its_own_count(make_forward: MakeForward
 
 async def test_retries_exhausted(make_forward: MakeForward) -> None:
     forward, _, _ = make_forward(default=503, limit=100, threshold=100)
-    assert await forward("c", REQUEST) == UpstreamFailed(
+    assert await forward("c", REQUEST) == failed(
         "http_503", 4, "retries_exhausted", BreakerState.CLOSED, None, FIRST_DECISION
     )
 
@@ -83,7 +104,7 @@ async def test_breaker_opening_on_an_attempt_stops_the_retries(
     make_forward: MakeForward,
 ) -> None:
     forward, _, counters = make_forward(default=503, limit=100, threshold=2, recovery=30.0)
-    assert await forward("c", REQUEST) == UpstreamFailed(
+    assert await forward("c", REQUEST) == failed(
         "http_503", 2, "circuit_open", BreakerState.OPEN, 30.0, FIRST_DECISION
     )
     assert counters.circuit_rejections == 1
@@ -100,7 +121,7 @@ async def test_breaker_opened_by_others_during_the_wait_stops_the_retry(
             breaker.record(breaker.allow_request(), CallOutcome.FAILURE)
 
     forward = acting(planned, clock, others_fail)
-    assert await forward("c", REQUEST) == UpstreamFailed(
+    assert await forward("c", REQUEST) == failed(
         "http_503", 1, "circuit_open", BreakerState.OPEN, 30.0, FIRST_DECISION
     )
     assert len(upstream.calls) == 1
@@ -113,14 +134,16 @@ async def test_an_open_breaker_refuses_the_first_attempt(make_forward: MakeForwa
     )  # fmt: skip
     await forward("c", REQUEST)
     second = RateLimitDecision(True, 100, 98, 60.0, 0.0)
-    assert await forward("c", REQUEST) == CircuitOpen(BreakerState.OPEN, 30.0, second)
+    assert await forward("c", REQUEST) == CircuitOpen(
+        state=BreakerState.OPEN, retry_after_seconds=30.0, rate_limit=second
+    )
 
 
 async def test_a_full_bulkhead_refuses_the_first_attempt(make_forward: MakeForward) -> None:
     bulkhead = Bulkhead(1)
     forward, upstream, _ = make_forward(limit=100, bulkhead=bulkhead)
     bulkhead.try_acquire()  # another request holds the only slot
-    assert await forward("c", REQUEST) == Saturated(1, FIRST_DECISION)
+    assert await forward("c", REQUEST) == Saturated(in_flight_limit=1, rate_limit=FIRST_DECISION)
     assert upstream.calls == []
 
 
@@ -130,7 +153,7 @@ async def test_a_bulkhead_filled_by_others_during_the_wait_stops_the_retry(
     bulkhead = Bulkhead(1)
     planned, upstream, _ = make_forward(default=503, limit=100, bulkhead=bulkhead)
     forward = acting(planned, clock, bulkhead.try_acquire)
-    assert await forward("c", REQUEST) == UpstreamFailed(
+    assert await forward("c", REQUEST) == failed(
         "http_503", 1, "bulkhead", BreakerState.CLOSED, None, FIRST_DECISION
     )
     assert len(upstream.calls) == 1
@@ -144,7 +167,7 @@ async def test_a_wait_that_ends_too_late_stops_at_the_deadline(
         default=503, limit=100, retry=retry, request_timeout=3.0, min_attempt_seconds=1.0
     )
     forward = acting(planned, clock, lambda: clock.advance(1.5))  # the wait ran late
-    assert await forward("c", REQUEST) == UpstreamFailed(
+    assert await forward("c", REQUEST) == failed(
         "http_503", 1, "deadline", BreakerState.CLOSED, None, FIRST_DECISION
     )
     assert len(upstream.calls) == 1
@@ -157,7 +180,7 @@ async def test_a_wait_that_would_not_leave_min_attempt_seconds_is_not_started(
     forward, _, _ = make_forward(
         default=503, limit=100, retry=retry, request_timeout=3.0, min_attempt_seconds=1.0
     )
-    assert await forward("c", REQUEST) == UpstreamFailed(
+    assert await forward("c", REQUEST) == failed(
         "http_503", 1, "deadline", BreakerState.CLOSED, None, FIRST_DECISION
     )
     assert clock.sleeps == []
@@ -181,7 +204,7 @@ async def test_an_upstream_retry_after_past_the_deadline_is_passed_on(
     forward, _, _ = make_forward(
         UpstreamResponse(503, retry_after_seconds=60.0), default=200, limit=100
     )
-    assert await forward("c", REQUEST) == UpstreamFailed(
+    assert await forward("c", REQUEST) == failed(
         "http_503", 1, "upstream_retry_after", BreakerState.CLOSED, 60.0, FIRST_DECISION
     )
 
@@ -192,7 +215,9 @@ async def test_a_spent_budget_after_an_answer_forwards_that_answer(
     busy = UpstreamResponse(503, (), b"busy")
     budget = RetryBudget(RetryBudgetPolicy(percent=0, min_retries_per_second=0), clock)
     forward, _, counters = make_forward(busy, limit=100, retry_budget=budget)
-    assert await forward("c", REQUEST) == Forwarded(busy, 1, FIRST_DECISION)
+    assert await forward("c", REQUEST) == Forwarded(
+        response=busy, attempts=1, rate_limit=FIRST_DECISION
+    )
     assert counters.retries_refused == 1
 
 
@@ -201,7 +226,7 @@ async def test_a_spent_budget_after_a_transport_error_is_upstream_failed(
 ) -> None:
     budget = RetryBudget(RetryBudgetPolicy(percent=0, min_retries_per_second=0), clock)
     forward, _, _ = make_forward(UpstreamUnavailable("down"), limit=100, retry_budget=budget)
-    assert await forward("c", REQUEST) == UpstreamFailed(
+    assert await forward("c", REQUEST) == failed(
         "connection_error", 1, "retry_budget", BreakerState.CLOSED, None, FIRST_DECISION
     )
 
