@@ -211,6 +211,8 @@ class ForwardRequest:
                     reason = f"http_{response.status}"
                 else:
                     outcome = CallOutcome.SUCCESS
+                    if policy.retries_status(response.status):  # e.g. RETRY_ON_STATUS=429
+                        reason = f"http_{response.status}"
                 # While the rest of an answer is read, its bulkhead slot stays taken; one passed
                 # on as it is (not retried) tells the breaker only when its stream ends.
                 held = response.rest is not None

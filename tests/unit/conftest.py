@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from adapters.backend_client.fake import FakeUpstream
 from adapters.clock.fake import FakeClock
@@ -19,6 +21,13 @@ from domain.rate_limit import RateLimitPolicy
 from domain.retry import RetryPolicy
 
 MakeForward = Callable[..., tuple[ForwardRequest, FakeUpstream, RouteCounters]]
+
+if "MUTANT_UNDER_TEST" in os.environ:
+    # Under `make mutate` (mutmut sets this): the property tests draw the same examples for every
+    # mutant and keep no example database between mutants, so a mutant's verdict does not depend
+    # on luck or on which mutants ran before it.
+    settings.register_profile("mutation", derandomize=True, database=None)
+    settings.load_profile("mutation")
 
 
 @pytest.fixture

@@ -232,3 +232,19 @@ async def test_a_streamed_answer_that_ends_the_retries_is_closed(
     result = await forward("client", REQUEST)
     assert isinstance(result, UpstreamFailed)
     assert stream.closed
+
+
+async def test_a_retryable_status_below_500_that_runs_out_of_retries_is_named(
+    make_forward: MakeForward,
+) -> None:
+    forward, _, _ = make_forward(
+        default=429, retry=RetryPolicy(max_retries=1, retry_on_status=frozenset({429}))
+    )
+    result = await forward("client", REQUEST)
+    assert isinstance(result, UpstreamFailed)
+    assert (result.reason, result.attempts, result.stopped_by) == (
+        "http_429",
+        2,
+        "retries_exhausted",
+    )
+    assert forward.route.breaker.state is BreakerState.CLOSED  # a 4xx is still a success

@@ -69,3 +69,16 @@ def test_retries_available_reports_the_room_left() -> None:
 def test_policy_rejects_nonsense(percent: float, floor: float, window: float) -> None:
     with pytest.raises(ValueError, match="must"):
         RetryBudgetPolicy(percent, floor, window)
+
+
+def test_first_attempts_older_than_the_window_give_no_retries() -> None:
+    clock = FakeClock()
+    budget = make_budget(clock, percent=50, window=10)
+    for _ in range(4):
+        budget.record_request()  # t=0: room for 2 retries
+    clock.advance(5)
+    budget.record_request()
+    budget.record_request()  # t=5
+    clock.advance(5)  # t=10: the first four have left the window, the last two give 1 retry
+    assert budget.retries_available() == pytest.approx(1.0)
+    assert spend_all(budget) == 1
