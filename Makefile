@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GATEWAY_PORT ?= 8000
 BACKEND_PORT ?= 8001
 
-.PHONY: install run test unit integration lint deploy-check verify-native format bench bench-more clean
+.PHONY: install run test unit integration lint deploy-check verify-native docker-test format bench bench-more clean
 
 install: $(VENV)/.installed
 
@@ -38,11 +38,20 @@ lint: install
 deploy-check: install
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(BIN)/hadolint --failure-threshold error Dockerfile
-	$(BIN)/shellcheck verify.sh .ci/run
+	$(BIN)/shellcheck verify.sh .ci/run deploy/docker-test.sh deploy/stand-in-base-images.sh
 
 # Start the compose services natively (same commands and environment) and run ./verify.sh.
 verify-native: install
 	$(BIN)/python deploy/run_native.py
+
+# The deployment for real: Debian's docker.io and docker-compose (installed where missing), the
+# images built (stand-in base images where the real ones cannot be pulled), ./verify.sh and the
+# suite inside the gateway's image, two replicas sharing one limit (deploy/docker-test.sh).
+# DOCKER_TEST_MARKERS is the one place that says which tests run inside the image (pytest -m;
+# empty runs them all): the kubectl tests need tools only the host has.
+DOCKER_TEST_MARKERS ?= not kubectl
+docker-test: install
+	PYTEST_MARKERS='$(DOCKER_TEST_MARKERS)' PYTHON=$(BIN)/python bash deploy/docker-test.sh
 
 # Measurements, not tests (see bench/README.md). The load table (wrk: direct, gateway, baseline; writes bench/results/latest.md), the domain's
 # decisions, and the Redis limiter's; under three minutes on 2 cores.
