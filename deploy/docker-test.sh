@@ -8,13 +8,15 @@
 #   5. docker-compose exec -T gateway pytest tests -v (markers from PYTEST_MARKERS);
 #   6. the `replicas` profile: two gateways on one Redis must admit exactly the limit together;
 #   7. prints the image sizes and runs docker-compose down (also on failure).
-# Environment: PYTEST_MARKERS (pytest -m inside the image; the Makefile sets it), PYTHON (with
-# httpx and PyYAML; default .venv/bin/python), COMPOSE (default docker-compose).
+# Environment: PYTEST_MARKERS (pytest -m inside the image; the Makefile sets it), PYTEST_RUNS
+# (the suite that many times in a row, default 1; the first run's output is printed whole),
+# PYTHON (with httpx and PyYAML; default .venv/bin/python), COMPOSE (default docker-compose).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
 PYTEST_MARKERS=${PYTEST_MARKERS:-}
+PYTEST_RUNS=${PYTEST_RUNS:-1}
 read -r -a COMPOSE <<<"${COMPOSE:-docker-compose}"
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-resilient-gateway}
 export CHAOS_TOKEN=${CHAOS_TOKEN:-local-chaos-token}
@@ -110,8 +112,13 @@ step "./verify.sh against the containers"
 # --- 5. the suite inside the gateway's image -------------------------------------------------------
 pytest_args=(pytest tests -v -p no:cacheprovider)
 [[ -n $PYTEST_MARKERS ]] && pytest_args+=(-m "$PYTEST_MARKERS")
-step "docker-compose exec -T gateway ${pytest_args[*]}"
-"${COMPOSE[@]}" exec -T gateway "${pytest_args[@]}"
+for run in $(seq 1 "$PYTEST_RUNS"); do
+    step "docker-compose exec -T gateway ${pytest_args[*]} (run $run of $PYTEST_RUNS)"
+    "${COMPOSE[@]}" exec -T gateway "${pytest_args[@]}" >"$LOGS/pytest-$run.log" 2>&1 \
+        || { cat "$LOGS/pytest-$run.log"; fail "the suite failed inside the image (run $run)"; }
+    [[ $run == 1 ]] && cat "$LOGS/pytest-1.log"
+    echo "  run $run: $(tail -n 1 "$LOGS/pytest-$run.log")"
+done
 
 # --- 6. replicas sharing one limit ---------------------------------------------------------------
 step "docker-compose --profile replicas up --build -d"
