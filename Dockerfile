@@ -67,6 +67,8 @@ RUN pip --python /opt/venv/bin/python install -r /build/test.txt
 FROM runtime AS gateway-test
 COPY --from=test-venv /opt/venv/ /opt/venv/
 COPY --chown=10001:10001 . /app/
+# /app itself too (only the directory): pytest's cache and hypothesis's examples go there.
+RUN chown 10001:10001 /app
 USER 10001
 ENV HOME=/tmp
 EXPOSE 8000
