@@ -33,12 +33,14 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The deployment files, checked without a Docker engine: compose against the Compose
-# Specification's schema, Dockerfile with hadolint, the shell scripts with shellcheck.
+# The deployment files, checked without a Docker engine or a cluster: compose against the
+# Compose Specification's schema, Dockerfile with hadolint, the shell scripts with shellcheck,
+# the Kubernetes overlays rendered by kubectl kustomize and validated against the schemas.
 deploy-check: install
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(BIN)/hadolint --failure-threshold error Dockerfile
 	$(BIN)/shellcheck verify.sh .ci/run deploy/docker-test.sh deploy/stand-in-base-images.sh
+	$(BIN)/python -m pytest tests/unit/test_kubernetes.py tests/unit/test_image_requirements.py -q
 
 # Start the compose services natively (same commands and environment) and run ./verify.sh.
 verify-native: install
