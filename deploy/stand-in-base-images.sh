@@ -11,7 +11,8 @@
 #   at it (pip reaches the package index through it here).
 # redis:7-alpine: Debian's redis-server; protected mode off, as the official image does when no
 #   configuration file is given; runs as the redis user.
-# Every line that decides prints what it decided. Needs root, docker and debootstrap.
+# Every line that decides prints what it decided. Needs root and docker; installs debootstrap
+# with apt when a stand-in must be built and it is missing.
 set -euo pipefail
 
 LABEL=resilient-gateway.stand-in
@@ -43,6 +44,11 @@ build_stand_in() {
     root=$(mktemp -d /var/tmp/stand-in.XXXXXX)
     local mirror
     mirror=$(debian_mirror)
+    if ! command -v debootstrap >/dev/null; then
+        say "installing debootstrap with apt"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    fi
     say "building a stand-in for $tag: debootstrap --variant=minbase $SUITE from $mirror"
     nice -n 10 debootstrap --variant=minbase --include="$packages" "$SUITE" "$root" "$mirror" \
         >"$root.debootstrap.log" 2>&1 || { tail -n 30 "$root.debootstrap.log"; rm -rf "$root" "$root.debootstrap.log"; exit 1; }
