@@ -4,9 +4,9 @@
 #   gateway-test   the gateway plus the test tools and the repository's files its suite reads;
 #                  the compose service `gateway` runs it, so `pytest tests` works inside it
 # The venvs are built in stages of their own: pip, its caches, the requirement lists, the build
-# tree and egg-info stay there. No compiler in any stage: every dependency ships wheels. The
-# Cython and C sources some wheels carry (uvloop's, dependency-injector's: 12 MB) are deleted;
-# only the compiled modules are imported.
+# tree and egg-info stay there. No compiler in any stage: every dependency ships wheels.
+# deploy/slim-venv.sh drops what no import reads: C sources and the compiled modules' debugging
+# sections (binutils' strip, in the build stages only).
 # Stages are in build order, so the classic builder (Compose v1) builds nothing a target skips.
 
 FROM python:3.11-slim AS base
@@ -20,6 +20,13 @@ WORKDIR /app
 FROM base AS requirements
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# binutils for strip, in the build stages only. Not pinned: the version is whatever the base's
+# Debian release carries, and nothing of it reaches the images.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/*
+COPY deploy/slim-venv.sh /usr/local/bin/slim-venv
 COPY pyproject.toml deploy/image_requirements.py /build/
 RUN python /build/image_requirements.py /build/pyproject.toml /build
 
@@ -33,7 +40,7 @@ RUN pip wheel --no-deps --wheel-dir /build/dist /build
 FROM requirements AS backend-venv
 RUN python -m venv --without-pip /opt/venv \
     && pip --python /opt/venv/bin/python install -r /build/backend.txt \
-    && find /opt/venv -type f \( -name '*.c' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete
+    && slim-venv /opt/venv
 COPY --from=wheel /build/dist/ /build/dist/
 RUN pip --python /opt/venv/bin/python install --no-deps /build/dist/*.whl
 
@@ -51,7 +58,7 @@ CMD ["flaky-backend", "--host", "0.0.0.0", "--port", "8001"]
 FROM requirements AS gateway-venv
 RUN python -m venv --without-pip /opt/venv \
     && pip --python /opt/venv/bin/python install -r /build/runtime.txt \
-    && find /opt/venv -type f \( -name '*.c' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete
+    && slim-venv /opt/venv
 COPY --from=wheel /build/dist/ /build/dist/
 RUN pip --python /opt/venv/bin/python install --no-deps /build/dist/*.whl
 
@@ -65,7 +72,7 @@ CMD ["resilient-gateway", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM gateway-venv AS test-venv
 RUN pip --python /opt/venv/bin/python install -r /build/test.txt \
-    && find /opt/venv -type f \( -name '*.c' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete
+    && slim-venv /opt/venv
 
 # The suite reads more than tests/ (deploy/, the compose file, the README): the whole build
 # context, which .dockerignore keeps to the repository's own files.

@@ -39,7 +39,8 @@ lint: install
 deploy-check: install
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(BIN)/hadolint --failure-threshold error Dockerfile
-	$(BIN)/shellcheck verify.sh .ci/run deploy/docker-test.sh deploy/stand-in-base-images.sh
+	$(BIN)/shellcheck verify.sh .ci/run deploy/docker-test.sh deploy/stand-in-base-images.sh \
+		deploy/slim-venv.sh
 	$(BIN)/python -m pytest tests/unit/test_kubernetes.py tests/unit/test_image_requirements.py -q
 
 # Start the compose services natively (same commands and environment) and run ./verify.sh.

@@ -57,7 +57,7 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$LOGS/apt.log" 2>&1 \
         || { tail -n 30 "$LOGS/apt.log"; fail "apt-get install ${missing[*]} failed"; }
 fi
-echo "$(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /'); $(dockerd --version)"
+echo "Compose $("${COMPOSE[@]}" version --short) (${COMPOSE[*]}); $(dockerd --version)"
 
 # --- 2. the engine -------------------------------------------------------------------------------
 if docker info >/dev/null 2>&1; then
