@@ -7,7 +7,8 @@
 # tree and egg-info stay there. No compiler in any stage: every dependency ships wheels.
 # deploy/slim-venv.sh drops what no import reads: C sources and the compiled modules' debugging
 # sections (binutils' strip, in the build stages only).
-# Stages are in build order, so the classic builder (Compose v1) builds nothing a target skips.
+# Compose v1 builds with the classic builder, which builds every stage above the target it is
+# asked for; the targets share those layers through the cache.
 
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
