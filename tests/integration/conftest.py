@@ -228,6 +228,12 @@ def _serial_fake_redis_server(port: int) -> Any:
     fakeredis serves each connection on its own thread and does not run Lua scripts atomically
     across them; real Redis executes commands one after another. One lock around command
     execution gives the fake the same atomicity, so the replica tests mean the same on both.
+
+    Its sockets also get TCP_NODELAY, as Redis gives every client socket. Without it, when a
+    client pipelines two commands (redis-py's CLIENT SETINFO pair on connect, the limiter's
+    SCRIPT LOAD and EVALSHA after a NOSCRIPT), the second reply waits in Nagle's buffer for the
+    client's delayed ACK: about 40 ms, so a first decision took 45-55 ms and ran into the
+    limiter's 50 ms storage timeout.
     """
     from fakeredis import TcpFakeServer
     from fakeredis._clients._tcp_server import TCPFakeRequestHandler
@@ -236,6 +242,7 @@ def _serial_fake_redis_server(port: int) -> Any:
 
     class SerialHandler(TCPFakeRequestHandler):
         def setup(self) -> None:
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             super().setup()
             fake_socket = self.current_client.get_socket()
             send = fake_socket.sendall

@@ -26,7 +26,9 @@ class Node:
 def test_survivors_are_frozen_and_new_cycles_still_collected() -> None:
     startup = Node()
     startup_ref = weakref.ref(startup)
-    assert freeze_startup_heap() == gc.get_freeze_count() > 0
+    # Only compared to zero: another thread of the suite (the fakeredis server, when no Redis
+    # is installed) can free a frozen object between two reads of the count.
+    assert freeze_startup_heap() > 0
     del startup
     later = Node()
     later_ref = weakref.ref(later)
