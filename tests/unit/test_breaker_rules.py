@@ -75,6 +75,30 @@ def test_open_time_grows_geometrically() -> None:
     assert policy.open_seconds(8) == 100.0
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [
+        BreakerPolicy(
+            recovery_timeout_seconds=1.0,
+            recovery_backoff_multiplier=1e200,
+            max_recovery_timeout_seconds=1e202,
+        ),
+        BreakerPolicy(
+            recovery_timeout_seconds=1e200,
+            recovery_backoff_multiplier=2.0,
+            max_recovery_timeout_seconds=1e201,
+        ),
+    ],
+    ids=["huge multiplier", "huge times"],
+)
+def test_open_time_never_overflows_however_large_the_settings(policy: BreakerPolicy) -> None:
+    base, cap = policy.recovery_timeout_seconds, policy.max_recovery_timeout_seconds
+    times = [policy.open_seconds(n) for n in (1, 2, 3, 10, 100_000)]
+    assert times[0] == base
+    assert times[-1] == cap
+    assert all(base <= t <= cap for t in times)
+
+
 def test_without_growth_the_open_time_is_the_recovery_time_whatever_the_cap() -> None:
     policy = BreakerPolicy(recovery_timeout_seconds=30.0, max_recovery_timeout_seconds=10.0)
     assert [policy.open_seconds(n) for n in (1, 2, 5)] == [30.0, 30.0, 30.0]
@@ -200,5 +224,6 @@ def test_a_call_after_a_quiet_spell_still_leaves_the_time_window() -> None:
     window = TimeWindow(3)
     window.record(1000.0, failed=True, slow=False)
     window.record(1010.0, failed=True, slow=False)  # long after: the window starts over
-    assert window.figures(1012.9).calls == 1
-    assert window.figures(1013.0).calls == 0
+    assert window.figures(1013.0).calls == 0  # and that call leaves it on time too
+    window.record(1020.0, failed=True, slow=False)
+    assert window.figures(1022.9).calls == 1
