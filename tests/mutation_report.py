@@ -54,7 +54,8 @@ def read_equivalents(path: Path) -> dict[str, Equivalent]:
     for line in path.read_text(encoding="utf-8").splitlines():
         match = ENTRY.match(line.strip())
         if match:
-            entry = Equivalent(match["name"], match["change"].strip(), match["reason"])
+            change = match["change"].replace("\\|", "|").strip()  # `\|` keeps a table column
+            entry = Equivalent(match["name"], change, match["reason"])
             entries[entry.name] = entry
     return entries
 

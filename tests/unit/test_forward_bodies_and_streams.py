@@ -23,7 +23,7 @@ from application.forward import (
     Saturated,
     UpstreamFailed,
 )
-from domain.breaker import BreakerState
+from domain.breaker import BreakerPolicy, BreakerState
 from domain.bulkhead import Bulkhead
 from domain.errors import UpstreamBadAnswer, UpstreamUnavailable
 from domain.ports import Body, UpstreamRequest, UpstreamResponse
@@ -248,3 +248,131 @@ async def test_a_retryable_status_below_500_that_runs_out_of_retries_is_named(
         "retries_exhausted",
     )
     assert forward.route.breaker.state is BreakerState.CLOSED  # a 4xx is still a success
+
+
+# --- streamed answers: what the breaker, the bulkhead and the client hear --------------------
+
+
+async def test_a_streamed_answer_s_duration_is_its_time_to_the_head(
+    make_forward: MakeForward, clock: FakeClock
+) -> None:
+    policy = BreakerPolicy(sliding_window_size=1, minimum_calls=1, slow_call_duration_seconds=1.0)
+    quick, _, _ = make_forward(streamed(200, ScriptedStream([b"a"])), breaker_policy=policy)
+    result = await quick("client", REQUEST)
+    assert isinstance(result, Forwarded)
+    assert result.response.rest is not None
+    clock.advance(60.0)  # a slow client reading the rest says nothing about the upstream
+    assert [chunk async for chunk in result.response.rest] == [b"a"]
+    assert quick.route.breaker.state is BreakerState.CLOSED
+
+    slow, _, _ = make_forward(
+        streamed(200, ScriptedStream([b"a"])), breaker_policy=policy, elapse=1.5
+    )
+    result = await slow("client", REQUEST)
+    assert isinstance(result, Forwarded)
+    assert result.response.rest is not None
+    assert [chunk async for chunk in result.response.rest] == [b"a"]
+    assert slow.route.breaker.state is BreakerState.OPEN  # a slow head is a slow call
+
+
+async def test_a_streamed_5xx_passed_on_is_a_breaker_failure_when_read_through(
+    make_forward: MakeForward,
+) -> None:
+    forward, _, _ = make_forward(
+        streamed(500, ScriptedStream([b"a"])), threshold=1, retry=RetryPolicy(max_retries=2)
+    )
+    result = await forward("client", REQUEST)  # 500 is not a retried status: passed on
+    assert isinstance(result, Forwarded)
+    assert result.response.rest is not None
+    assert forward.route.breaker.state is BreakerState.CLOSED
+    assert [chunk async for chunk in result.response.rest] == [b"a"]
+    assert forward.route.breaker.state is BreakerState.OPEN
+
+
+async def test_a_stream_read_through_and_then_closed_settles_once(
+    make_forward: MakeForward,
+) -> None:
+    bulkhead = Bulkhead(5)
+    forward, _, _ = make_forward(streamed(200, ScriptedStream([b"a"])), bulkhead=bulkhead)
+    result = await forward("client", REQUEST)
+    assert isinstance(result, Forwarded)
+    rest = result.response.rest
+    assert rest is not None
+    assert [chunk async for chunk in rest] == [b"a"]
+    await rest.aclose()  # what a server does after the last chunk
+    assert bulkhead.in_flight == 0
+
+
+async def test_streamed_and_bad_answers_carry_the_rate_limit_decision(
+    make_forward: MakeForward,
+) -> None:
+    forward, upstream, _ = make_forward(streamed(200, ScriptedStream([b"a"])), limit=5)
+    result = await forward("client", REQUEST)
+    assert isinstance(result, Forwarded)
+    assert result.rate_limit is not None
+    assert (result.rate_limit.allowed, result.rate_limit.remaining) == (True, 4)
+    upstream.push(UpstreamBadAnswer("status 999"))
+    bad = await forward("client", REQUEST)
+    assert isinstance(bad, BadUpstreamAnswer)
+    assert bad.rate_limit is not None
+    assert (bad.rate_limit.allowed, bad.rate_limit.remaining) == (True, 3)
+
+
+async def test_a_streamed_answer_that_is_retried_frees_its_bulkhead_slot(
+    make_forward: MakeForward,
+) -> None:
+    bulkhead = Bulkhead(1)
+    stream = ScriptedStream([b"never read"])
+    forward, upstream, _ = make_forward(streamed(503, stream), 200, bulkhead=bulkhead)
+    result = await forward("client", REQUEST)
+    assert isinstance(result, Forwarded)
+    assert result.response.status == 200
+    assert stream.closed
+    assert bulkhead.in_flight == 0
+    assert len(upstream.calls) == 2
+
+
+async def test_a_streamed_answer_that_runs_out_of_retries_frees_its_bulkhead_slot(
+    make_forward: MakeForward,
+) -> None:
+    bulkhead = Bulkhead(1)
+    stream = ScriptedStream([b"never read"])
+    forward, _, _ = make_forward(
+        streamed(503, stream), retry=RetryPolicy(max_retries=0), bulkhead=bulkhead
+    )
+    result = await forward("client", REQUEST)
+    assert isinstance(result, UpstreamFailed)
+    assert result.stopped_by == "retries_exhausted"
+    assert stream.closed
+    assert bulkhead.in_flight == 0
+
+
+async def test_a_streamed_answer_that_opens_the_breaker_is_closed_and_frees_its_slot(
+    make_forward: MakeForward,
+) -> None:
+    bulkhead = Bulkhead(1)
+    stream = ScriptedStream([b"never read"])
+    forward, _, _ = make_forward(streamed(503, stream), threshold=1, bulkhead=bulkhead)
+    result = await forward("client", REQUEST)
+    assert isinstance(result, UpstreamFailed)
+    assert result.stopped_by == "circuit_open"
+    assert stream.closed
+    assert bulkhead.in_flight == 0
+
+
+async def test_a_streamed_answer_whose_retry_misses_the_deadline_is_closed_and_frees_its_slot(
+    make_forward: MakeForward,
+) -> None:
+    bulkhead = Bulkhead(1)
+    stream = ScriptedStream([b"never read"])
+    forward, _, _ = make_forward(
+        streamed(503, stream),
+        retry=RetryPolicy(max_retries=3, initial_backoff_seconds=5.0),
+        request_timeout=2.0,
+        bulkhead=bulkhead,
+    )
+    result = await forward("client", REQUEST)
+    assert isinstance(result, UpstreamFailed)
+    assert result.stopped_by == "deadline"
+    assert stream.closed
+    assert bulkhead.in_flight == 0
