@@ -194,7 +194,9 @@ class ForwardRequest:
             streamed = held = False
             try:
                 if read_body is not None:
-                    request = replace(request, body=await read_body())
+                    body = await read_body()
+                    if body:
+                        request = replace(request, body=body)
                     read_body = None
                     deadline = clock.now() + route.request_timeout_seconds
                     time_left = route.request_timeout_seconds

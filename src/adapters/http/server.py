@@ -161,6 +161,7 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
         self._reading_head = True
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_began = 0.0
         self._in_body = False
         self._body_timer: asyncio.TimerHandle | None = None
         self._last_body_read = 0.0
@@ -225,13 +226,17 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
             if self._reading_head and self._head_bytes >= limit:
                 self._end_with(431, f"The request head is over the limit of {limit} bytes.")
                 return
+        if self._reading_head and self._head_bytes and self._head_timer is None:
+            # Part of a head came and the rest did not (most heads come whole, in one read, and
+            # need no timer): it must complete within the timeout from its first byte.
+            waited = self.loop.time() - self._head_began
+            self._arm_head_timer(self.limits.header_timeout_seconds - waited)
         self._watch_body()
 
     # parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._head_timer is None:
-            self._arm_head_timer()
+        self._head_began = self.loop.time()
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -254,10 +259,7 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
             self.server_state.total_requests += 1
             self._close_after_answer()
             return
-        super().on_response_complete()
-        idle = not self.pipeline and (self.cycle is None or self.cycle.response_complete)
-        if idle and not self.transport.is_closing() and self._head_timer is None:
-            self._arm_head_timer()
+        super().on_response_complete()  # an idle kept-alive connection: uvicorn's timer closes it
 
     def _close_after_answer(self) -> None:
         """Half-close after the answer, drop what the client still sends, close a bit later."""
@@ -290,10 +292,10 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
         self.transport.close()
 
     # timers
-    def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(
-            self.limits.header_timeout_seconds, self._head_timed_out
-        )
+    def _arm_head_timer(self, seconds: float | None = None) -> None:
+        if seconds is None:
+            seconds = self.limits.header_timeout_seconds
+        self._head_timer = self.loop.call_later(max(0.0, seconds), self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
