@@ -194,9 +194,7 @@ class ForwardRequest:
             streamed = held = False
             try:
                 if read_body is not None:
-                    body = await read_body()
-                    if body:
-                        request = replace(request, body=body)
+                    request = replace(request, body=await read_body())
                     read_body = None
                     deadline = clock.now() + route.request_timeout_seconds
                     time_left = route.request_timeout_seconds
