@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from application.ports import RouteMetrics
-from application.route import Route
+from application.route import IDEMPOTENT_METHODS, Route
 from domain.breaker import BreakerPermit, BreakerState, CallOutcome, CircuitBreaker
 from domain.bulkhead import Bulkhead
 from domain.errors import RateLimitStoreUnavailable, UpstreamError
@@ -87,8 +87,8 @@ class UpstreamFailed:
     """``timeout``, ``connection_error`` or ``http_<status>``: how the last attempt failed."""
     attempts: int
     stopped_by: str
-    """Why no further attempt: ``retries_exhausted``, ``deadline``, ``circuit_open``,
-    ``retry_budget``, ``bulkhead`` or ``upstream_retry_after``."""
+    """Why no further attempt: ``retries_exhausted``, ``not_idempotent``, ``deadline``,
+    ``circuit_open``, ``retry_budget``, ``bulkhead`` or ``upstream_retry_after``."""
     breaker_state: BreakerState
     retry_after_seconds: float | None
     rate_limit: RateLimitDecision | None
@@ -246,6 +246,9 @@ class ForwardRequest:
             if attempts > policy.max_retries:
                 await _discard(response, bulkhead)
                 return self._failed(reason, attempts, "retries_exhausted", rate_limit)
+            if not (route.retry_non_idempotent or request.method in IDEMPOTENT_METHODS):
+                await _discard(response, bulkhead)  # a POST that failed is not sent twice
+                return self._failed(reason, attempts, "not_idempotent", rate_limit)
             if breaker.state is BreakerState.OPEN:
                 await _discard(response, bulkhead)
                 metrics.retry_stopped_by_breaker()

@@ -15,6 +15,9 @@ from domain.rate_limit import RateLimiter
 from domain.retry import RetryPolicy
 from domain.retry_budget import RetryBudget
 
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+"""Methods a retry cannot make happen twice (RFC 9110 section 9.2.2; TRACE is never routed)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -22,9 +25,10 @@ class Route:
 
     name: str
     path: str
-    """The gateway's path, e.g. ``/api/v1/data``."""
+    """The gateway's path, e.g. ``/api/v1/data``, or its prefix when ``prefix`` is set."""
     upstream_path: str
-    """The path on the upstream, e.g. ``/flaky-data``."""
+    """The path on the upstream, e.g. ``/flaky-data``; for a prefix route, what replaces the
+    prefix (``""`` strips it)."""
     upstream: UpstreamPort
     breaker: CircuitBreaker
     retry_policy: RetryPolicy
@@ -41,3 +45,9 @@ class Route:
     """No attempt starts with less time than this left before the deadline."""
     rate_limit_fail_open: bool = True
     """When the limiter's storage fails: let the request through (True) or answer 503."""
+    prefix: bool = False
+    """``path`` is a prefix matched on a segment boundary, not an exact path."""
+    upstream_name: str = "backend"
+    """The upstream's name: every route to it shares its breaker, bulkhead and retry budget."""
+    retry_non_idempotent: bool = False
+    """Retry POST and PATCH too; otherwise only ``IDEMPOTENT_METHODS`` are ever sent twice."""

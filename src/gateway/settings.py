@@ -145,8 +145,8 @@ class GatewaySettings(BaseSettings):
 
     @field_validator("backend_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        _check_url(value, ("http", "https"), "must be an http:// or https:// URL with a host")
+    def _check_backend_url(cls, value: str) -> str:
+        check_url(value, ("http", "https"), "must be an http:// or https:// URL with a host")
         return value.rstrip("/")
 
     @field_validator("rate_limit_storage_url")
@@ -154,7 +154,7 @@ class GatewaySettings(BaseSettings):
     def _check_storage_url(cls, value: str) -> str:
         if value == "memory://":
             return value
-        _check_url(value, ("redis", "rediss"), "must be memory:// or a redis:// or rediss:// URL")
+        check_url(value, ("redis", "rediss"), "must be memory:// or a redis:// or rediss:// URL")
         return value
 
     @property
@@ -271,7 +271,7 @@ class GatewaySettings(BaseSettings):
         return bool(self.admin_token.get_secret_value())
 
 
-def _check_url(value: str, schemes: tuple[str, ...], message: str) -> None:
+def check_url(value: str, schemes: tuple[str, ...], message: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
         raise ValueError(message)
