@@ -122,29 +122,56 @@ def service(
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def hostile_upstream() -> Iterator[str]:
-    """``tests/integration/hostile_upstream.py`` as its own process; its base URL."""
+@contextmanager
+def upstream_module(module: str, *arguments: str) -> Iterator[str]:
+    """A test upstream from ``tests/integration`` run as its own process on a free port.
+
+    Yields its base URL once the port accepts connections; terminates it afterwards.
+    """
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.hostile_upstream", "--port", str(port)],
+        [sys.executable, "-m", f"tests.integration.{module}", "--port", str(port), *arguments],
         cwd=Path(__file__).resolve().parents[2],
     )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise
-            time.sleep(0.05)
     try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def hostile_upstream() -> Iterator[str]:
+    """``tests/integration/hostile_upstream.py`` as its own process; its base URL."""
+    with upstream_module("hostile_upstream") as url:
+        yield url
+
+
+@contextmanager
+def echo_upstream(name: str) -> Iterator[str]:
+    """``tests/integration/echo_upstream.py`` answering as ``name``; its base URL."""
+    with upstream_module("echo_upstream", "--name", name) as url:
+        yield url
+
+
+@pytest.fixture
+def echo_pair() -> Iterator[tuple[str, str]]:
+    """Two echo upstreams, "alpha" and "beta", fresh for each test (so their counts start at 0)."""
+    with echo_upstream("alpha") as alpha, echo_upstream("beta") as beta:
+        yield alpha, beta
 
 
 @pytest.fixture
