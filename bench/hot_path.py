@@ -21,7 +21,7 @@ from dependency_injector import providers
 from adapters.backend_client.fake import FakeUpstream
 from adapters.observability import configure_logging
 from domain.ports import UpstreamResponse
-from gateway.containers import Container
+from gateway.containers import Container, every_upstream
 from gateway.settings import GatewaySettings
 
 REQUESTS = 20_000
@@ -33,7 +33,9 @@ def build_app() -> Any:
     settings = GatewaySettings(_env_file=None, rate_limit_requests_per_window=10_000_000)
     container.settings.override(providers.Object(settings))
     answer = UpstreamResponse(200, (("content-type", "application/json"),), b'{"data":1}')
-    container.upstream.override(providers.Object(FakeUpstream(default=answer)))
+    container.upstream_factory.override(
+        providers.Object(every_upstream(FakeUpstream(default=answer)))
+    )
     return container.app()
 
 

@@ -15,7 +15,7 @@ import orjson
 import structlog
 
 from adapters.event_log import EventLog
-from adapters.metrics.counters import RouteCounters
+from adapters.metrics.counters import RouteCounters, UpstreamCounters
 from domain.breaker import BreakerState
 
 LOG_FORMATS = ("json", "console")
@@ -83,11 +83,11 @@ def get_logger(name: str) -> Any:
 
 
 class BreakerTransitionReporter:
-    """Counts and logs each transition of one route's breaker, and adds it to ``events``."""
+    """Counts and logs each transition of one breaker, and adds it to ``events``."""
 
     def __init__(
         self,
-        counters: RouteCounters,
+        counters: RouteCounters | UpstreamCounters,
         events: EventLog | None = None,
         upstream: str | None = None,
     ) -> None:
@@ -100,6 +100,7 @@ class BreakerTransitionReporter:
         self._counters.breaker_transitioned(previous, current)
         self._log.warning(
             "breaker_transition",
+            upstream=self._upstream,
             route=self._counters.route,
             from_state=previous.value,
             to_state=current.value,

@@ -94,8 +94,10 @@ class RouteTable(Generic[T]):
         return NOT_FOUND
 
     def __len__(self) -> int:
-        return sum(map(len, self._exact.values())) + sum(map(len, self._prefixes.values())) + (
-            len(self._root) if self._root else 0
+        return (
+            sum(map(len, self._exact.values()))
+            + sum(map(len, self._prefixes.values()))
+            + (len(self._root) if self._root else 0)
         )
 
 

@@ -1,10 +1,17 @@
-"""``resilient-gateway``: validate the settings, wire the app, serve it with uvicorn."""
+"""``resilient-gateway``: validate the settings and the route table, wire the app, serve it.
+
+resilient-gateway [--config FILE] [--host H] [--port P] [--workers N]
+resilient-gateway check FILE     validate a config offline, print the table it would serve
+resilient-gateway schema         print the config file's JSON Schema
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -17,24 +24,43 @@ from uvicorn.supervisors import Multiprocess
 
 from adapters.http.server import ClientLimits, GracefulServer, configure, raise_open_file_limit
 from adapters.observability import configure_logging, get_logger
-from gateway.containers import Container
+from gateway.config import ConfigError, GatewayConfig, json_schema, load_config
+from gateway.containers import Container, initial_config
+from gateway.describe import describe_table
 from gateway.heap import freeze_startup_heap
 from gateway.settings import GatewaySettings, describe_error
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="resilient-gateway", description=__doc__)
+    args_given = sys.argv[1:] if argv is None else argv
+    if args_given[:1] == ["check"]:
+        check(args_given[1:])
+        return
+    if args_given[:1] == ["schema"]:
+        print(json.dumps(json_schema(), indent=2))
+        return
+    serve(args_given)
+
+
+def serve(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="resilient-gateway",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", help="route table file (YAML or JSON); overrides GATEWAY_CONFIG"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes (needs a shared rate-limit store)"
     )
     args = parser.parse_args(argv)
-    try:
-        settings = GatewaySettings()
-    except ValidationError as error:
-        print(f"resilient-gateway: {describe_error(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    if args.config is not None:
+        os.environ["GATEWAY_CONFIG"] = args.config  # workers of --workers N read it too
+    settings = _settings()
+    table_config = _config(settings)
 
     soft_before, soft, hard = raise_open_file_limit()
     # Every client connection is a file; so is every upstream and Redis connection, and a few
@@ -82,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
             limits,
         )
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        ValidatingMultiprocess(config, sockets=[config.bind_socket()]).run()
         return
 
     admin_socket = None
@@ -99,8 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     container = Container()
     container.settings.override(providers.Object(settings))
+    container.config.override(providers.Object(table_config))
+    tables = container.tables()
     config = configure(uvicorn.Config(container.app(), **serving), limits)
     server = GracefulServer(config)
+    server.on_hangup = tables.reload
     if admin_socket is not None:
         admin_config = configure(
             uvicorn.Config(
@@ -110,12 +139,58 @@ def main(argv: list[str] | None = None) -> None:
             limits,
         )
         server = ServerWithAdmin(config, AdminServer(admin_config), admin_socket)
+        server.on_hangup = tables.reload
     # Open dashboard streams end the moment a shutdown begins (their scope's ON_SHUTDOWN_KEY,
     # called by the server protocol), in one process as in every worker of --workers N.
     freeze_startup_heap()
     server.run()
     if not server.started:
         raise SystemExit(1)
+
+
+def _settings() -> GatewaySettings:
+    try:
+        return GatewaySettings()
+    except ValidationError as error:
+        _refuse(describe_error(error))
+
+
+def _config(settings: GatewaySettings) -> GatewayConfig:
+    try:
+        return initial_config(settings)
+    except ConfigError as error:
+        _refuse(str(error))
+
+
+def check(argv: list[str]) -> None:
+    """``resilient-gateway check FILE``: validate offline, print the table; exit 0 or 2."""
+    parser = argparse.ArgumentParser(
+        prog="resilient-gateway check",
+        description="Validate a config file and print the route table it would serve.",
+    )
+    parser.add_argument("file")
+    args = parser.parse_args(argv)
+    settings = _settings()
+    try:
+        config = load_config(args.file, settings)
+    except ConfigError as error:
+        _refuse(str(error))
+    print(describe_table(config))
+    print(f"{args.file}: ok, {len(config.routes)} routes, {len(config.upstreams)} upstreams")
+
+
+class ValidatingMultiprocess(Multiprocess):
+    """uvicorn's supervisor, whose SIGHUP restarts the workers only for a valid config file.
+
+    Each worker has its own breakers, so a restart starts them CLOSED (limits in Redis stay).
+    """
+
+    def handle_hup(self) -> None:
+        try:
+            _config(GatewaySettings())
+        except SystemExit:
+            return  # the one-line error is printed; the workers keep the table they have
+        super().handle_hup()
 
 
 class AdminServer(uvicorn.Server):

@@ -37,7 +37,7 @@ from pydantic.fields import FieldInfo
 from gateway.settings import GatewaySettings, check_url
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-METHODS: tuple[str, ...] = get_args(Method)
+METHODS: tuple[Method, ...] = get_args(Method)
 """Every method a route may take; a route that names none takes all of them."""
 GATEWAY_PATHS = ("/health", "/metrics", "/dashboard", "/admin", "/docs", "/redoc", "/openapi.json")
 """The gateway's own endpoints: no route may claim them (a route of ``/`` goes round them)."""
@@ -359,7 +359,7 @@ class RouteConfig(_Entry):
         if self.path is not None:
             return self.upstream_path if self.upstream_path is not None else self.path
         if self.rewrite_prefix is None:
-            return self.match_path
+            return "" if self.match_path == "/" else self.match_path
         return self.rewrite_prefix.rstrip("/")
 
 
@@ -492,13 +492,13 @@ def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]
     loader.flatten_mapping(node)
     result: dict[Any, Any] = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in result:
             mark = key_node.start_mark
             raise ConfigError(
                 f"line {mark.line + 1}, column {mark.column + 1}: the key {key!r} is given twice"
             )
-        result[key] = loader.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+        result[key] = loader.construct_object(value_node, deep=True)
     return result
 
 
@@ -509,7 +509,7 @@ def parse_config(text: str, settings: GatewaySettings, source: str) -> GatewayCo
     """The validated config of a file's text; ``ConfigError`` naming ``source`` otherwise."""
     prefix = f"invalid config {source}: "
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except ConfigError as error:
         raise ConfigError(prefix + str(error)) from None
     except yaml.MarkedYAMLError as error:
@@ -554,7 +554,7 @@ DEFAULT_ROUTE_PATH = "/api/v1/data"
 DEFAULT_UPSTREAM_PATH = "/flaky-data"
 
 
-def default_config(settings: GatewaySettings) -> GatewayConfig:
+def default_config(settings: GatewaySettings, methods: Iterable[str] = ("GET",)) -> GatewayConfig:
     """The table without a file: the seed's one route, every policy from the environment."""
     data = {
         "upstreams": {DEFAULT_UPSTREAM_NAME: {}},
@@ -562,7 +562,7 @@ def default_config(settings: GatewaySettings) -> GatewayConfig:
             {
                 "name": DEFAULT_ROUTE_NAME,
                 "path": DEFAULT_ROUTE_PATH,
-                "methods": ["GET"],
+                "methods": list(methods),
                 "upstream": DEFAULT_UPSTREAM_NAME,
                 "upstream_path": DEFAULT_UPSTREAM_PATH,
             }

@@ -1,17 +1,19 @@
-"""The one wiring module: settings -> clock -> adapters -> domain objects -> use case -> app.
+"""The one wiring module: settings -> config -> route table -> app.
 
-Stateful objects (clock, breaker, limiter, counters, the upstream's connection pool) are
-Singletons: one per container, hence per app. The upstream is a Singleton rather than an async
-``Resource`` on purpose: an async Resource turns every provider that depends on it async, and
-the proxy endpoints would then await a Future per request; its pool is opened and closed by the
-app's lifespan hooks instead. Tests override providers (``container.upstream.override(fake)``)
-instead of patching modules.
+dependency-injector declares what there is one of (settings, clock, metrics, the event log,
+the running route table, the app); the table itself, N routes over M upstreams, is a value that
+``gateway.routing.build_table`` builds from the validated config, the same way at start and on
+each reload. Stateful objects are Singletons: one per container, hence per app. Upstream pools
+are opened and closed by the app's lifespan hooks (``RouteTables.start``/``aclose``). Tests
+override providers instead of patching modules: ``container.upstream_factory.override(
+providers.Object(every_upstream(fake)))``, ``container.clock.override(...)``.
 """
 
 from __future__ import annotations
 
-import functools
 import random
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dependency_injector import containers, providers
 
@@ -24,70 +26,153 @@ from adapters.dashboard.snapshot import DashboardRoute, SnapshotBuilder
 from adapters.dashboard.stream import DashboardHub
 from adapters.event_log import EventLog
 from adapters.http.admin import AdminApi, create_admin_app
-from adapters.http.app import ProxiedRoute, create_app
+from adapters.http.app import create_app
 from adapters.http.client_identity import ClientIdentity
 from adapters.metrics.admin_audit import AdminAudit
-from adapters.metrics.counters import HttpMetrics, RouteCounters
-from adapters.observability import BreakerTransitionReporter, get_logger
+from adapters.metrics.counters import HttpMetrics
+from adapters.observability import get_logger
 from adapters.rate_limit.memory import InMemoryRateLimiter
 from adapters.rate_limit.redis_store import RedisRateLimiter
-from application.forward import ForwardRequest
-from application.route import Route
-from domain.breaker import BreakerMode, BreakerPolicy, CircuitBreaker, WindowType
-from domain.bulkhead import Bulkhead
+from adapters.rate_limit.redis_store import client_for as redis_client_for
+from domain.breaker import BreakerPolicy, CircuitBreaker
 from domain.ports import Clock, Sleeper
 from domain.rate_limit import RateLimitAlgorithm, RateLimiter, RateLimitPolicy
-from domain.retry import Jitter, RetryPolicy
-from domain.retry_budget import RetryBudget, RetryBudgetPolicy
+from gateway.config import (
+    DEFAULT_ROUTE_NAME,
+    DEFAULT_UPSTREAM_NAME,
+    GATEWAY_PATHS,
+    GatewayConfig,
+    RateLimitConfig,
+    UpstreamConfig,
+    default_config,
+    load_config,
+)
+from gateway.routing import (
+    BreakersView,
+    GatewayTable,
+    RouteTables,
+    TableDeps,
+    UpstreamAdapter,
+    UpstreamFactory,
+    breaker_policy,
+    build_table,
+)
 from gateway.settings import GatewaySettings
 
-DEFAULT_ROUTE_NAME = "default"
-DEFAULT_UPSTREAM_NAME = "backend"
-DEFAULT_ROUTE_PATH = "/api/v1/data"
-DEFAULT_UPSTREAM_PATH = "/flaky-data"
+__all__ = ["DEFAULT_ROUTE_NAME", "DEFAULT_UPSTREAM_NAME", "Container", "every_upstream"]
+
+RESERVED_PATHS = GATEWAY_PATHS
+"""The gateway's own endpoints, never proxied (``gateway.config`` refuses routes there)."""
+
+
+def initial_config(settings: GatewaySettings) -> GatewayConfig:
+    """The file's config (``GATEWAY_CONFIG``), or the seed's one route without a file."""
+    if settings.gateway_config:
+        return load_config(settings.gateway_config, settings)
+    return default_config(settings)
 
 
 def build_breaker_policy(settings: GatewaySettings) -> BreakerPolicy:
-    """The breaker's policy from the settings (validated together there already)."""
-    return BreakerPolicy(
-        failure_threshold=settings.failure_threshold,
-        recovery_timeout_seconds=settings.recovery_timeout_seconds,
-        half_open_max_calls=settings.half_open_max_calls,
-        mode=BreakerMode(settings.breaker_mode),
-        failure_rate_threshold_percent=settings.failure_rate_threshold,
-        sliding_window_type=WindowType(settings.sliding_window_type),
-        sliding_window_size=settings.sliding_window_size,
-        minimum_calls=settings.minimum_calls,
-        slow_call_duration_seconds=settings.slow_call_duration_seconds,
-        slow_call_rate_threshold_percent=settings.slow_call_rate_threshold,
-        recovery_backoff_multiplier=settings.recovery_backoff_multiplier,
-        max_recovery_timeout_seconds=settings.max_recovery_timeout_seconds,
-    )
+    """The default upstream's breaker policy from the settings alone."""
+    return breaker_policy(default_config(settings).upstreams[DEFAULT_UPSTREAM_NAME].circuit_breaker)
 
 
-def build_limiter(settings: GatewaySettings, clock: Clock) -> RateLimiter | None:
-    """The limiter for the configured storage, or None when rate limiting is off."""
-    if not settings.rate_limit_enabled:
-        return None
-    policy = RateLimitPolicy(
-        settings.rate_limit_requests_per_window,
-        settings.rate_limit_window_seconds,
-        RateLimitAlgorithm(settings.rate_limit_algorithm),
+def make_upstream(name: str, config: UpstreamConfig) -> UpstreamAdapter:
+    """The client of one upstream, by its ``client`` key."""
+    limits = UpstreamLimits(
+        max_header_bytes=config.max_response_header_bytes,
+        max_headers=config.max_response_headers,
+        max_body_bytes=config.max_response_body_bytes,
     )
-    if not settings.shared_rate_limit:
-        return InMemoryRateLimiter(policy, clock)
-    return RedisRateLimiter.from_url(
-        settings.rate_limit_storage_url,
-        policy,
-        settings.rate_limit_key_prefix,
-        settings.rate_limit_storage_timeout_seconds,
-        get_logger("gateway.rate_limit"),
-    )
+    adapter = _CLIENTS[config.client]
+    return adapter(base_url=config.base_url, pool_size=config.pool_size, limits=limits)
+
+
+_CLIENTS: dict[str, type[HttptoolsUpstream] | type[AiohttpUpstream] | type[HttpxUpstream]] = {
+    "httptools": HttptoolsUpstream,
+    "aiohttp": AiohttpUpstream,
+    "httpx": HttpxUpstream,
+}
+
+
+class Limiters:
+    """Builds each route's limiter; with Redis, all of them share one client (one pool)."""
+
+    def __init__(self, settings: GatewaySettings, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._client: Any = None
+
+    def __call__(self, route: str, config: RateLimitConfig) -> RateLimiter | None:
+        if not config.enabled:
+            return None
+        policy = RateLimitPolicy(
+            config.requests_per_window,
+            config.window_seconds,
+            RateLimitAlgorithm(config.algorithm),
+        )
+        settings = self._settings
+        if not settings.shared_rate_limit:
+            return InMemoryRateLimiter(policy, self._clock)
+        timeout = settings.rate_limit_storage_timeout_seconds
+        if self._client is None:
+            self._client = redis_client_for(settings.rate_limit_storage_url, timeout, 16)
+        return RedisRateLimiter(
+            self._client,
+            policy,
+            f"{settings.rate_limit_key_prefix}{route}:",  # a route's clients are its own
+            timeout,
+            get_logger("gateway.rate_limit"),
+            owns_client=False,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def every_upstream(upstream: UpstreamAdapter) -> UpstreamFactory:
+    """An upstream factory that answers every upstream with ``upstream`` (tests' fakes)."""
+
+    def factory(name: str, config: UpstreamConfig) -> UpstreamAdapter:
+        return upstream
+
+    return factory
+
+
+def make_tables(config: GatewayConfig, deps: TableDeps) -> RouteTables:
+    return RouteTables(build_table(config, deps), deps, deps.settings.gateway_config or None)
+
+
+class DashboardRoutes:
+    """The running table's routes as the dashboard reads them (one list per table version)."""
+
+    def __init__(self, tables: RouteTables) -> None:
+        self._tables = tables
+        self._table: GatewayTable | None = None
+        self._routes: list[DashboardRoute] = []
+
+    def __call__(self) -> list[DashboardRoute]:
+        table = self._tables.table
+        if table is not self._table:
+            self._table = table
+            self._routes = [
+                DashboardRoute(
+                    name=route.name,
+                    upstream=route.upstream.name,
+                    counters=route.counters,
+                    breaker=route.upstream.breaker,
+                    limiter=route.limiter,
+                )
+                for route in table.routes
+            ]
+        return self._routes
 
 
 def build_dashboard(
     settings: GatewaySettings,
-    routes: list[DashboardRoute],
+    routes: Callable[[], list[DashboardRoute]],
     http_metrics: HttpMetrics,
     events: EventLog,
     clock: Clock,
@@ -102,7 +187,7 @@ def build_dashboard(
 
 
 def build_admin(
-    settings: GatewaySettings, breakers: dict[str, CircuitBreaker], audit: AdminAudit
+    settings: GatewaySettings, breakers: Mapping[str, CircuitBreaker], audit: AdminAudit
 ) -> AdminApi | None:
     """The admin API over every breaker by upstream name, or None when ADMIN_TOKEN is unset."""
     if not settings.admin_enabled:
@@ -115,116 +200,37 @@ def admin_on_proxy_port(settings: GatewaySettings, admin: AdminApi | None) -> Ad
     return None if settings.admin_port else admin
 
 
-async def close_limiter(limiter: RateLimiter | None) -> None:
-    if limiter is not None:
-        await limiter.aclose()
-
-
 class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(GatewaySettings)
     clock = providers.Singleton(SystemClock)
-
-    upstream_limits = providers.Singleton(
-        UpstreamLimits,
-        max_header_bytes=settings.provided.max_upstream_header_bytes,
-        max_headers=settings.provided.max_upstream_headers,
-        max_body_bytes=settings.provided.max_upstream_body_bytes,
-    )
-    upstream = providers.Selector(
-        settings.provided.upstream_client,
-        httptools=providers.Singleton(
-            HttptoolsUpstream,
-            base_url=settings.provided.backend_url,
-            pool_size=settings.provided.upstream_pool_size,
-            limits=upstream_limits,
-        ),
-        aiohttp=providers.Singleton(
-            AiohttpUpstream,
-            base_url=settings.provided.backend_url,
-            pool_size=settings.provided.upstream_pool_size,
-            limits=upstream_limits,
-        ),
-        httpx=providers.Singleton(
-            HttpxUpstream,
-            base_url=settings.provided.backend_url,
-            pool_size=settings.provided.upstream_pool_size,
-            limits=upstream_limits,
-        ),
-    )
+    config = providers.Singleton(initial_config, settings)
+    upstream_factory = providers.Object(make_upstream)
+    """Tests override it: ``providers.Object(every_upstream(fake))``."""
+    limiters = providers.Singleton(Limiters, settings, clock)
 
     http_metrics = providers.Singleton(HttpMetrics)
     request_logger = providers.Singleton(get_logger, "gateway.request")
-    counters = providers.Singleton(RouteCounters, route=DEFAULT_ROUTE_NAME)
     events = providers.Singleton(EventLog)
-    breaker = providers.Singleton(
-        CircuitBreaker,
-        policy=providers.Singleton(build_breaker_policy, settings),
-        clock=clock,
-        on_transition=providers.Singleton(
-            BreakerTransitionReporter,
-            counters=counters,
-            events=events,
-            upstream=DEFAULT_UPSTREAM_NAME,
-        ),
-    )
-    limiter = providers.Singleton(build_limiter, settings=settings, clock=clock)
-    retry_policy = providers.Singleton(
-        RetryPolicy,
-        max_retries=settings.provided.max_retries,
-        initial_backoff_seconds=settings.provided.initial_backoff_seconds,
-        backoff_multiplier=settings.provided.backoff_multiplier,
-        max_backoff_seconds=settings.provided.max_backoff_seconds,
-        retry_on_status=settings.provided.retry_on_status,
-        jitter=providers.Factory(Jitter, settings.provided.backoff_jitter),
-    )
-    retry_budget = providers.Singleton(
-        RetryBudget,
-        policy=providers.Singleton(
-            RetryBudgetPolicy,
-            percent=settings.provided.retry_budget_percent,
-            min_retries_per_second=settings.provided.retry_budget_min_retries_per_second,
-        ),
-        clock=clock,
-    )
-    bulkhead = providers.Singleton(
-        Bulkhead, limit=settings.provided.max_concurrent_upstream_requests
-    )
     rng = providers.Singleton(random.Random)
-    route = providers.Singleton(
-        Route,
-        name=DEFAULT_ROUTE_NAME,
-        path=DEFAULT_ROUTE_PATH,
-        upstream_path=DEFAULT_UPSTREAM_PATH,
-        upstream=upstream,
-        breaker=breaker,
-        retry_policy=retry_policy,
-        limiter=limiter,
-        attempt_timeout_seconds=settings.provided.backend_timeout_seconds,
-        request_timeout_seconds=settings.provided.request_timeout_seconds,
-        retry_budget=retry_budget,
-        bulkhead=bulkhead,
-        min_attempt_seconds=settings.provided.min_attempt_seconds,
-        rate_limit_fail_open=settings.provided.rate_limit_fail_open,
-    )
-    forward = providers.Singleton(
-        ForwardRequest, route=route, clock=clock, sleeper=clock, metrics=counters, rng=rng
-    )
     identity = providers.Singleton(
         ClientIdentity, trusted_proxies=settings.provided.trusted_proxies
     )
+    table_deps = providers.Singleton(
+        TableDeps,
+        settings=settings,
+        clock=clock,
+        sleeper=clock,
+        rng=rng,
+        events=events,
+        identity=identity,
+        upstream_factory=upstream_factory,
+        limiter_factory=limiters,
+    )
+    tables = providers.Singleton(make_tables, config, table_deps)
     dashboard = providers.Singleton(
         build_dashboard,
         settings=settings,
-        routes=providers.List(
-            providers.Singleton(
-                DashboardRoute,
-                name=DEFAULT_ROUTE_NAME,
-                upstream=DEFAULT_UPSTREAM_NAME,
-                counters=counters,
-                breaker=breaker,
-                limiter=limiter,
-            )
-        ),
+        routes=providers.Singleton(DashboardRoutes, tables),
         http_metrics=http_metrics,
         events=events,
         clock=clock,
@@ -236,7 +242,7 @@ class Container(containers.DeclarativeContainer):
     admin = providers.Singleton(
         build_admin,
         settings=settings,
-        breakers=providers.Dict({DEFAULT_UPSTREAM_NAME: breaker}),
+        breakers=providers.Singleton(BreakersView, tables),
         audit=admin_audit,
     )
     admin_app = providers.Singleton(
@@ -248,20 +254,13 @@ class Container(containers.DeclarativeContainer):
     )
     app = providers.Singleton(
         create_app,
-        routes=providers.List(
-            providers.Singleton(ProxiedRoute, forward=forward, counters=counters)
-        ),
-        identity=identity,
-        max_request_body_bytes=settings.provided.max_request_body_bytes,
-        client_timeout_seconds=settings.provided.client_body_timeout_seconds,
+        tables=tables,
         clock=clock,
         http_metrics=http_metrics,
         logger=request_logger,
-        on_startup=providers.List(upstream.provided.start),
-        on_shutdown=providers.List(
-            upstream.provided.aclose,
-            providers.Callable(functools.partial, close_limiter, limiter),
-        ),
+        reserved_paths=RESERVED_PATHS,
+        on_startup=providers.List(tables.provided.start),
+        on_shutdown=providers.List(tables.provided.aclose, limiters.provided.aclose),
         dashboard=dashboard,
         admin=providers.Callable(admin_on_proxy_port, settings, admin),
         admin_audit=admin_audit,

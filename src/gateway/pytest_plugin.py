@@ -81,7 +81,7 @@ async def gateway_client(
     from pydantic import ValidationError
     from pydantic_settings import BaseSettings
 
-    from gateway.containers import Container
+    from gateway.containers import Container, every_upstream
     from gateway.settings import GatewaySettings, describe_error
 
     class SettingsOfThisTest(GatewaySettings):
@@ -101,7 +101,7 @@ async def gateway_client(
     container = Container()
     container.settings.override(providers.Object(settings))
     container.clock.override(providers.Object(fake_clock))
-    container.upstream.override(providers.Object(fake_upstream))
+    container.upstream_factory.override(providers.Object(every_upstream(fake_upstream)))
     app = container.app()
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=CLIENT_ADDRESS)

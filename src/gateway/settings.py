@@ -21,6 +21,9 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
+    gateway_config: str = ""
+    """Path of the route table's YAML/JSON file (README, "Routes"); empty: the one default
+    route ``/api/v1/data`` to ``BACKEND_URL``, every policy from these settings."""
     backend_url: str = "http://localhost:8001"
     """Base URL of the upstream service (http or https)."""
     backend_timeout_seconds: float = Field(2.0, gt=0, le=300)

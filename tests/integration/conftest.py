@@ -23,7 +23,8 @@ from dependency_injector import providers
 
 from adapters.backend_client.fake import FakeUpstream
 from adapters.clock.fake import FakeClock
-from gateway.containers import Container
+from gateway.config import default_config
+from gateway.containers import Container, every_upstream
 from gateway.settings import GatewaySettings
 
 BIN = Path(sys.executable).parent
@@ -54,10 +55,11 @@ async def gateway_in_process(
     clock = FakeClock()
     upstream = upstream or FakeUpstream()
     container = Container()
-    container.route.add_kwargs(methods=methods)
-    container.settings.override(providers.Object(GatewaySettings(_env_file=None, **settings)))  # type: ignore[arg-type]
+    gateway_settings = GatewaySettings(_env_file=None, **settings)  # type: ignore[arg-type]
+    container.settings.override(providers.Object(gateway_settings))
+    container.config.override(providers.Object(default_config(gateway_settings, methods)))
     container.clock.override(providers.Object(clock))
-    container.upstream.override(providers.Object(upstream))
+    container.upstream_factory.override(providers.Object(every_upstream(upstream)))
     app = container.app()
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=(client_host, 50000))

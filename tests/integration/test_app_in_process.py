@@ -198,11 +198,14 @@ async def test_metrics_in_prometheus_format_when_a_scraper_asks() -> None:
         for family in text_string_to_metric_families(answer.text)
         for s in family.samples
     }
-    route = ("route", "default")
-    assert samples["gateway_retries_total", (route,)] == 1
-    assert samples["gateway_rate_limit_decisions_total", (("decision", "blocked"), route)] == 1
-    assert samples["gateway_circuit_breaker_state", (route, ("state", "CLOSED"))] == 1
-    assert samples["gateway_upstream_attempts_total", (("outcome", "http_5xx"), route)] == 1
+    route, upstream = ("route", "default"), ("upstream", "backend")
+    assert samples["gateway_retries_total", (route, upstream)] == 1
+    blocked = ("decision", "blocked")
+    assert samples["gateway_rate_limit_decisions_total", (blocked, route, upstream)] == 1
+    closed = ("state", "CLOSED")
+    assert samples["gateway_circuit_breaker_state", (route, closed, upstream)] == 1
+    http_5xx = ("outcome", "http_5xx")
+    assert samples["gateway_upstream_attempts_total", (http_5xx, route, upstream)] == 1
 
 
 async def test_openapi_schema_lists_the_proxy_route() -> None:

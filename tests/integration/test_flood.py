@@ -24,7 +24,7 @@ from adapters.backend_client.fake import FakeUpstream
 from adapters.clock.fake import FakeClock
 from domain.ports import UpstreamResponse
 from domain.rate_limit import RateLimitPolicy, SlidingWindowLimiter
-from gateway.containers import Container
+from gateway.containers import Container, every_upstream
 from gateway.settings import GatewaySettings
 
 pytestmark = pytest.mark.slow
@@ -71,9 +71,10 @@ async def test_flood_of_distinct_clients_is_bounded_and_released(quiet_logs: Non
     container.settings.override(providers.Object(settings))
     container.clock.override(providers.Object(clock))
     upstream = FakeUpstream(default=UpstreamResponse(200), record_calls=False)
-    container.upstream.override(providers.Object(upstream))
-    limiter = container.limiter()
+    container.upstream_factory.override(providers.Object(every_upstream(upstream)))
     app = container.app()
+    limiter = container.tables().table.routes[0].limiter
+    assert limiter is not None
     async with LifespanManager(app) as manager:
         await call(manager.app, b"192.0.2.1")  # warm every lazy structure first
         gc.collect()

@@ -8,7 +8,7 @@ from hypothesis import settings
 
 from adapters.backend_client.fake import FakeUpstream
 from domain.ports import UpstreamResponse
-from gateway.containers import Container
+from gateway.containers import Container, every_upstream
 from gateway.settings import GatewaySettings
 
 
@@ -18,7 +18,9 @@ def build_app() -> object:
         providers.Object(GatewaySettings(_env_file=None, rate_limit_requests_per_window=30))
     )
     answer = UpstreamResponse(200, (("content-type", "application/json"),), b'{"data":1}')
-    container.upstream.override(providers.Object(FakeUpstream(default=answer)))
+    container.upstream_factory.override(
+        providers.Object(every_upstream(FakeUpstream(default=answer)))
+    )
     return container.app()
 
 

@@ -30,7 +30,7 @@ from domain.ports import Body, UpstreamRequest, UpstreamResponse
 from domain.retry import RetryPolicy
 from tests.unit.conftest import MakeForward
 
-REQUEST = UpstreamRequest("POST", "/flaky-data")
+REQUEST = UpstreamRequest("PUT", "/flaky-data")
 
 
 class BodySource:

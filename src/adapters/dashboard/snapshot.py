@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +68,7 @@ class SnapshotBuilder:
 
     def __init__(
         self,
-        routes: Sequence[DashboardRoute],
+        routes: Sequence[DashboardRoute] | Callable[[], Sequence[DashboardRoute]],
         http_metrics: HttpMetrics,
         events: EventLog,
         clock: Clock,
@@ -76,26 +76,43 @@ class SnapshotBuilder:
         window_seconds: float = WINDOW_SECONDS,
         history_seconds: int = HISTORY_SECONDS,
     ) -> None:
-        if not routes:
-            raise ValueError("a dashboard needs at least one route")
-        self._routes = {route.name: route for route in routes}
-        self._upstreams: dict[str, list[DashboardRoute]] = {}
-        for route in routes:
-            self._upstreams.setdefault(route.upstream, []).append(route)
-        self._outcomes = {route.name: tuple(route.counters.upstream_attempts) for route in routes}
+        """``routes``: the routes, or a function giving the running table's (a reload changes
+        them: windows and histories of the names that stay are kept)."""
+        self._source = routes if callable(routes) else (lambda: routes)
         self._http_metrics = http_metrics
         self._events = events
         self._clock = clock
         self._interval_seconds = interval_seconds
         self._window_seconds = window_seconds
         self._history_seconds = history_seconds
-        self._windows = {route.name: RollingWindow(window_seconds) for route in routes}
-        self._history: dict[str, deque[float]] = {
-            name: deque(maxlen=history_seconds) for name in self._upstreams
-        }
+        self._windows: dict[str, RollingWindow] = {}
+        self._history: dict[str, deque[float]] = {}
+        self._adopted: Sequence[DashboardRoute] | None = None
+        self._adopt(self._source())
         self._next_history_point_at: float | None = None
 
+    def _adopt(self, routes: Sequence[DashboardRoute]) -> None:
+        if not routes:
+            raise ValueError("a dashboard needs at least one route")
+        self._adopted = routes
+        self._routes = {route.name: route for route in routes}
+        self._upstreams: dict[str, list[DashboardRoute]] = {}
+        for route in routes:
+            self._upstreams.setdefault(route.upstream, []).append(route)
+        self._outcomes = {route.name: tuple(route.counters.upstream_attempts) for route in routes}
+        self._windows = {
+            name: self._windows.get(name) or RollingWindow(self._window_seconds)
+            for name in self._routes
+        }
+        self._history = {
+            name: self._history.get(name) or deque(maxlen=self._history_seconds)
+            for name in self._upstreams
+        }
+
     def build(self) -> dict[str, Any]:
+        routes = self._source()
+        if routes is not self._adopted:
+            self._adopt(routes)
         now = self._clock.now()
         deltas: dict[str, WindowDelta] = {}
         for name, route in self._routes.items():
@@ -113,8 +130,7 @@ class SnapshotBuilder:
         add_history_point = self._history_point_due(now)
         upstreams_out: dict[str, Any] = {}
         for name, routes in self._upstreams.items():
-            # Routes of one upstream share its breaker once upstreams own theirs; until then the
-            # first route's breaker stands for the upstream's.
+            # Routes of one upstream share its breaker.
             figures = self._figures(
                 [deltas[route.name] for route in routes],
                 self._outcomes[routes[0].name],

@@ -7,20 +7,18 @@ in this module constructs an adapter or reads settings.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from adapters.dashboard.stream import DashboardHub
 from adapters.dashboard.web import add_dashboard
-from adapters.http.client_identity import ClientIdentity
 from adapters.http.context import RequestContextMiddleware, request_id_of
 from adapters.http.openapi import (
     PROBLEM_SCHEMA,
@@ -31,9 +29,11 @@ from adapters.http.openapi import (
 from adapters.http.problems import problem_response
 from adapters.http.proxy import ProxyEndpoint, ProxyRoutes
 from adapters.metrics.admin_audit import AdminAudit, AdminAuditCollector
-from adapters.metrics.counters import HttpMetrics, RouteCounters
+from adapters.metrics.counters import HttpMetrics, RouteCounters, UpstreamCounters
 from adapters.metrics.prometheus import RouteView, exposition, new_registry
 from application.forward import ForwardRequest
+from application.route import Route
+from application.route_table import RouteTable
 from domain.breaker import BreakerState
 from domain.ports import Clock
 
@@ -45,32 +45,60 @@ Hook = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class ProxiedRoute:
-    """A route's use case with the counters its policies report to."""
+    """A route's use case, its endpoint, and the counters its policies report to."""
 
     forward: ForwardRequest
     counters: RouteCounters
+    endpoint: ProxyEndpoint
+    upstream_counters: UpstreamCounters
+
+    @property
+    def route(self) -> Route:
+        return self.forward.route
+
+
+class ServedTable(Protocol):
+    """One version of the route table, as the app reads it."""
+
+    @property
+    def matcher(self) -> RouteTable[ProxyEndpoint]: ...
+
+    @property
+    def proxied(self) -> Sequence[ProxiedRoute]: ...
+
+
+class Tables(Protocol):
+    """The running table (swapped whole on reload) and what the config's loading reports."""
+
+    @property
+    def table(self) -> ServedTable: ...
+
+    def config_report(self) -> dict[str, Any]:
+        """The ``config`` section of ``/metrics``."""
+
+    def reload_counts(self) -> Mapping[str, int]:
+        """Reloads by result (``success``, ``error``)."""
 
 
 def create_app(
     *,
-    routes: Sequence[ProxiedRoute],
-    identity: ClientIdentity,
+    tables: Tables,
     clock: Clock,
-    max_request_body_bytes: int = 10 * 1024 * 1024,
-    client_timeout_seconds: float = 10.0,
     http_metrics: HttpMetrics,
     logger: Any,
+    reserved_paths: Sequence[str] = (),
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     dashboard: DashboardHub | None = None,
     admin: AdminApi | None = None,
     admin_audit: AdminAudit | None = None,
 ) -> FastAPI:
-    """A gateway app serving ``routes``; hooks run in its lifespan.
+    """A gateway app serving the routes of ``tables.table``; hooks run in its lifespan.
 
     With a ``dashboard`` hub it also serves ``/dashboard`` and ``/dashboard/events``, and the
     hub publishes while the app runs. ``admin``, when given, adds the admin API to this app;
-    ``admin_audit`` adds what operators did to ``/metrics``.
+    ``admin_audit`` adds what operators did to ``/metrics``. ``reserved_paths`` are the
+    gateway's own: no route is served there, whatever a catch-all prefix says.
     """
     if dashboard is not None:
         on_startup = [*on_startup, dashboard.start]
@@ -98,31 +126,32 @@ def create_app(
         # header. A trailing slash is simply another path (404).
         redirect_slashes=False,
     )
-    views = [route_view(proxied) for proxied in routes]
-    registry = new_registry(views, http_metrics)
+
+    def views() -> list[RouteView]:
+        return [route_view(proxied) for proxied in tables.table.proxied]
+
+    registry = new_registry(views, http_metrics, tables.reload_counts)
     if admin_audit is not None:
         registry.register(AdminAuditCollector(admin_audit))
     if admin is not None:
         admin.install(app)
 
-    fast_routes: list[tuple[str, set[str], ProxyEndpoint]] = []
-    for proxied in routes:
-        route = proxied.forward.route
-        endpoint = ProxyEndpoint(
-            proxied.forward, identity, max_request_body_bytes, client_timeout_seconds
-        )
-        app.add_api_route(
-            route.path,
-            endpoint.endpoint,
-            methods=list(route.methods),
-            name=route.name,
-            summary=f"Proxy to the upstream's {route.upstream_path}",
-            responses=proxy_route_responses(),
-            response_class=Response,
-        )
-        registered = app.router.routes[-1]
-        assert isinstance(registered, APIRoute)
-        fast_routes.append((route.path, registered.methods or set(), endpoint))
+    # OpenAPI documents the table the app starts with (ProxyRoutes serves the running one).
+    for proxied in tables.table.proxied:
+        route = proxied.route
+        paths = [route.path]
+        if route.prefix:
+            paths = [route.path, route.path.rstrip("/") + "/{path:path}"]
+        for path in paths:
+            app.add_api_route(
+                path,
+                proxied.endpoint.endpoint,
+                methods=list(route.methods),
+                name=route.name if path == route.path else f"{route.name}-below",
+                summary=f"Proxy to upstream {route.upstream_name}'s {route.upstream_path or '/'}",
+                responses=proxy_route_responses(),
+                response_class=Response,
+            )
 
     @app.get("/health", summary="Liveness of the gateway itself")
     async def health() -> dict[str, str]:
@@ -137,7 +166,7 @@ def create_app(
     async def metrics(request: Request) -> Response:
         wanted = preferred_metrics_format(request.headers.get("accept", ""))
         if wanted == "json":
-            as_json = json_metrics(views, routes, http_metrics)
+            as_json = json_metrics(tables, http_metrics)
             if admin_audit is not None:
                 as_json["admin"] = admin_audit.as_json()
             return JSONResponse(as_json)
@@ -150,7 +179,7 @@ def create_app(
     _install_problem_handlers(app)
     _add_problem_schema(app)
     # Added first, so it runs inside the request context: ids, logs and metrics stay the same.
-    app.add_middleware(ProxyRoutes, routes=fast_routes)
+    app.add_middleware(ProxyRoutes, tables=lambda: tables.table.matcher, reserved=reserved_paths)
     app.add_middleware(
         RequestContextMiddleware, clock=clock, http_metrics=http_metrics, logger=logger
     )
@@ -189,8 +218,8 @@ def preferred_metrics_format(accept: str) -> str:
 
 
 def route_view(proxied: ProxiedRoute) -> RouteView:
-    """What the metrics read of one route: counters, breaker state, limiter size."""
-    route = proxied.forward.route
+    """What the metrics read of one route: counters, its upstream's breaker, limiter size."""
+    route = proxied.route
     limiter = route.limiter
 
     def breaker_state() -> BreakerState:
@@ -200,39 +229,123 @@ def route_view(proxied: ProxiedRoute) -> RouteView:
         return limiter.tracked_clients if limiter is not None else 0
 
     return RouteView(
-        proxied.counters, breaker_state, tracked_clients, route.breaker.current_open_seconds
+        proxied.counters,
+        breaker_state,
+        tracked_clients,
+        route.breaker.current_open_seconds,
+        upstream=route.upstream_name,
+        breaker_transitions=proxied.upstream_counters.breaker_transitions,
     )
 
 
-def json_metrics(
-    views: Sequence[RouteView], routes: Sequence[ProxiedRoute], http_metrics: HttpMetrics
-) -> dict[str, Any]:
-    """The JSON form: the seed's four keys first, for the first (default) route."""
-    view, proxied = views[0], routes[0]
-    route = proxied.forward.route
-    c = view.counters
-    limiter = route.limiter
-    policy = route.breaker.policy
+_WORST_FIRST = (
+    BreakerState.FORCED_OPEN,
+    BreakerState.OPEN,
+    BreakerState.HALF_OPEN,
+    BreakerState.DISABLED,
+    BreakerState.CLOSED,
+)
+
+
+def worst_state(states: Iterable[BreakerState]) -> BreakerState:
+    """OPEN (forced or not) before HALF_OPEN before CLOSED: the state to alert on."""
+    present = set(states)
+    return next((state for state in _WORST_FIRST if state in present), BreakerState.CLOSED)
+
+
+_COUNTED = (
+    ("total_retries", "retries"),
+    ("rate_limit_allowed", "rate_limit_allowed"),
+    ("rate_limit_blocked", "rate_limit_blocked"),
+    ("circuit_breaker_rejections", "circuit_rejections"),
+    ("retries_stopped_by_breaker", "retries_stopped_by_breaker"),
+    ("retries_refused_by_budget", "retries_refused"),
+    ("bulkhead_rejections", "bulkhead_rejections"),
+    ("rate_limit_store_errors", "rate_limit_store_errors"),
+)
+
+
+def _route_json(proxied: ProxiedRoute, http_metrics: HttpMetrics) -> dict[str, Any]:
+    route = proxied.route
+    c = proxied.counters
     requests = http_metrics.stats(route.name).by_status_class
+    limiter = route.limiter
     return {
-        "circuit_breaker_state": view.breaker_state().value,
-        "total_retries": c.retries,
-        "rate_limit_allowed": c.rate_limit_allowed,
-        "rate_limit_blocked": c.rate_limit_blocked,
-        "route": route.name,
-        "circuit_breaker_rejections": c.circuit_rejections,
-        "retries_stopped_by_breaker": c.retries_stopped_by_breaker,
+        "upstream": route.upstream_name,
+        ("path_prefix" if route.prefix else "path"): route.path,
+        "methods": list(route.methods),
+        **{key: getattr(c, field) for key, field in _COUNTED},
         "upstream_answers_cut": dict(c.answers_cut),
-        "retries_refused_by_budget": c.retries_refused,
-        "bulkhead_rejections": c.bulkhead_rejections,
-        "rate_limit_store_errors": c.rate_limit_store_errors,
-        "circuit_breaker_transitions": {
-            f"{a}->{b}": n for (a, b), n in c.breaker_transitions.items()
-        },
         "upstream_attempts": dict(c.upstream_attempts),
         "requests_by_status_class": {f"{i}xx": n for i, n in enumerate(requests) if i},
-        "rate_limit_tracked_clients": view.tracked_clients(),
-        "circuit_breaker_open_seconds": route.breaker.current_open_seconds(),
+        "rate_limit_tracked_clients": limiter.tracked_clients if limiter is not None else 0,
+    }
+
+
+def json_metrics(tables: Tables, http_metrics: HttpMetrics) -> dict[str, Any]:
+    """The JSON form: the seed's four keys first, as totals over every route (the breaker's
+    state: the worst of any upstream); then ``upstreams``, ``routes`` and ``config``."""
+    proxied = list(tables.table.proxied)
+    routes = {p.route.name: _route_json(p, http_metrics) for p in proxied}
+    upstreams: dict[str, dict[str, Any]] = {}
+    for p in proxied:
+        route = p.route
+        entry = upstreams.get(route.upstream_name)
+        if entry is None:
+            breaker = route.breaker
+            bulkhead = route.bulkhead
+            upstreams[route.upstream_name] = entry = {
+                "circuit_breaker_state": breaker.state.value,
+                "circuit_breaker_open_seconds": breaker.current_open_seconds(),
+                "circuit_breaker_transitions": {
+                    f"{a}->{b}": n for (a, b), n in p.upstream_counters.breaker_transitions.items()
+                },
+                "in_flight": bulkhead.in_flight if bulkhead is not None else None,
+                "max_concurrent_requests": bulkhead.limit if bulkhead is not None else None,
+                "routes": [],
+            }
+        entry["routes"].append(route.name)
+
+    def total(key: str) -> int:
+        return sum(entry[key] for entry in routes.values())
+
+    first = proxied[0]
+    route = first.route
+    limiter = route.limiter
+    policy = route.breaker.policy
+    by_class: dict[str, int] = {}
+    cut: dict[str, int] = {}
+    attempts: dict[str, int] = {}
+    transitions: dict[str, int] = {}
+    for entry in routes.values():
+        for key, n in entry["requests_by_status_class"].items():
+            by_class[key] = by_class.get(key, 0) + n
+        for key, n in entry["upstream_answers_cut"].items():
+            cut[key] = cut.get(key, 0) + n
+        for key, n in entry["upstream_attempts"].items():
+            attempts[key] = attempts.get(key, 0) + n
+    for upstream in upstreams.values():
+        for key, n in upstream["circuit_breaker_transitions"].items():
+            transitions[key] = transitions.get(key, 0) + n
+    return {
+        "circuit_breaker_state": worst_state(p.route.breaker.state for p in proxied).value,
+        "total_retries": total("total_retries"),
+        "rate_limit_allowed": total("rate_limit_allowed"),
+        "rate_limit_blocked": total("rate_limit_blocked"),
+        "route": route.name,
+        "circuit_breaker_rejections": total("circuit_breaker_rejections"),
+        "retries_stopped_by_breaker": total("retries_stopped_by_breaker"),
+        "upstream_answers_cut": cut,
+        "retries_refused_by_budget": total("retries_refused_by_budget"),
+        "bulkhead_rejections": total("bulkhead_rejections"),
+        "rate_limit_store_errors": total("rate_limit_store_errors"),
+        "circuit_breaker_transitions": transitions,
+        "upstream_attempts": attempts,
+        "requests_by_status_class": by_class,
+        "rate_limit_tracked_clients": total("rate_limit_tracked_clients"),
+        "circuit_breaker_open_seconds": max(
+            upstream["circuit_breaker_open_seconds"] for upstream in upstreams.values()
+        ),
         "settings": {
             "rate_limit_enabled": limiter is not None,
             "rate_limit_requests_per_window": limiter.policy.requests_per_window
@@ -249,6 +362,9 @@ def json_metrics(
             "max_retries": route.retry_policy.max_retries,
             "request_timeout_seconds": route.request_timeout_seconds,
         },
+        "upstreams": upstreams,
+        "routes": routes,
+        "config": tables.config_report(),
     }
 
 

@@ -47,6 +47,7 @@ PROBLEM_KINDS: dict[str, tuple[str, str]] = {
         "Method not allowed",
     ),
     "invalid-request": ("urn:resilient-gateway:problem:invalid-request", "Invalid request"),
+    "invalid-path": ("urn:resilient-gateway:problem:invalid-path", "Path with dot segments"),
     "http-error": ("urn:resilient-gateway:problem:http-error", "HTTP error"),
     "internal-error": ("urn:resilient-gateway:problem:internal-error", "Internal error"),
     "headers-too-large": (

@@ -28,8 +28,9 @@ first, then the body as it arrives; a stream that breaks off closes the client's
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -50,6 +51,15 @@ from application.forward import (
     RateLimitUnavailable,
     Saturated,
     UpstreamFailed,
+)
+from application.route import Route
+from application.route_table import (
+    Matched,
+    MethodNotAllowed,
+    RouteTable,
+    has_dot_segment,
+    normalise,
+    rest_of,
 )
 from domain.breaker import BreakerState
 from domain.errors import UpstreamError
@@ -165,25 +175,54 @@ class ProxyEndpoint:
         identity: ClientIdentity,
         max_request_body_bytes: int = 10 * 1024 * 1024,
         client_timeout_seconds: float = 10.0,
+        rate_limit_key_header: str | None = None,
+        preserve_host: bool = False,
     ) -> None:
         self._forward = forward
         self._identity = identity
-        self._route = forward.route
+        route = forward.route
+        self._route = route
         self._max_body = max_request_body_bytes
         self._client_timeout = client_timeout_seconds
+        self._key_header = rate_limit_key_header
+        self._preserve_host = preserve_host
         self._not_passed_back = _NOT_PASSED_BACK
-        if forward.route.limiter is not None:
+        if route.limiter is not None:
             self._not_passed_back = _NOT_PASSED_BACK | _RATE_LIMIT_FIELDS
-        limiter = forward.route.limiter
+        limiter = route.limiter
         self._window = limiter.policy.window_seconds if limiter is not None else 0.0
+        unchanged = route.path if route.path != "/" else ""
+        self._forwarded_prefix = (
+            route.path if route.prefix and route.upstream_path != unchanged else None
+        )
+
+    @property
+    def route(self) -> Route:
+        return self._route
+
+    def upstream_path(self, raw_path: str, consumed: int) -> str:
+        """The path to send upstream for a request path of which the match took ``consumed``
+        (normalised) characters: the route's upstream path, or its prefix replaced."""
+        route = self._route
+        if not route.prefix:
+            return route.upstream_path
+        return route.upstream_path + rest_of(raw_path, consumed) or "/"
 
     async def endpoint(self, request: Request) -> Response:
-        """The FastAPI registration, for OpenAPI: ``ProxyRoutes`` serves every such request."""
-        raise RuntimeError("proxied routes are served by ProxyRoutes, before FastAPI")
+        """The FastAPI registration, for OpenAPI: ``ProxyRoutes`` serves every such request.
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        Reached only once a reload removed the route: then the path is no route's any more."""
+        return problem_response(
+            "not-found", 404, "Not Found", request_id_of(request.scope), route=self._route.name
+        )
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, upstream_path: str | None = None
+    ) -> None:
         route = self._route
         request_id = request_id_of(scope)
+        key_header = self._key_header
+        key_value = None
         peer = scope.get("client")
         peer_host = peer[0] if peer else None
         headers: list[tuple[str, str]] = []
@@ -216,6 +255,8 @@ class ProxyEndpoint:
                 continue
             if name.startswith("x-forwarded-") or ("_" in name and _spoofs_owned(name)):
                 continue  # every X-Forwarded-* is the gateway's, under any spelling
+            if name == key_header:
+                key_value = value
             headers.append((name, value))
         if hosts > 1:
             await self._refuse(scope, receive, send, request_id, "host")
@@ -238,16 +279,21 @@ class ProxyEndpoint:
         headers.append(("x-forwarded-proto", scheme))
         if host:
             headers.append(("x-forwarded-host", host))
+        if self._forwarded_prefix is not None:
+            headers.append(("x-forwarded-prefix", self._forwarded_prefix))
         headers.append(("x-request-id", request_id))
+        if self._preserve_host and host:
+            headers.insert(0, ("host", host))  # first: the adapters send it instead of theirs
+        limit_key = client_id if key_value is None else _hashed_key(key_value)
         upstream_request = UpstreamRequest(
             scope["method"],
-            route.upstream_path,
+            route.upstream_path if upstream_path is None else upstream_path,
             scope["query_string"].decode("latin-1"),
             tuple(headers),
         )
         try:
             result = await self._forward(
-                client_id,
+                limit_key,
                 upstream_request,
                 _BodyReader(receive, self._max_body, route.request_timeout_seconds),
             )
@@ -270,6 +316,8 @@ class ProxyEndpoint:
         state = context_of(scope)
         state["route"] = route.name
         state["client"] = client_id
+        if key_value is not None:
+            state["rate_limit_key"] = limit_key
         state["attempts"] = getattr(result, "attempts", 0)
         state["breaker_state"] = route.breaker.state.value
         if result.rate_limit is not None:
@@ -351,6 +399,12 @@ class ProxyEndpoint:
             await rest.aclose()
 
 
+def _hashed_key(value: str) -> str:
+    """A header's value as a rate-limit key: a short hash, so no API key is ever stored in
+    Redis or written to a log as it was sent, and any length of value makes a short key."""
+    return "key:" + hashlib.blake2b(value.encode("latin-1"), digest_size=8).hexdigest()
+
+
 def _over(declared: str, limit: int) -> bool:
     """Whether a ``Content-Length`` value is over ``limit`` (a malformed one never reaches us:
     the server's parser refuses it)."""
@@ -374,25 +428,74 @@ def _spoofs_owned(name: str) -> bool:
 
 
 class ProxyRoutes:
-    """Pure ASGI middleware: serves the proxied routes' exact paths and methods itself."""
+    """Pure ASGI middleware: serves the route table's paths itself, before FastAPI.
+
+    The table is read once per request from ``tables()`` (a reload swaps it whole); what it does
+    not match goes on to the app (the gateway's own endpoints, and FastAPI's 404 problem). The
+    gateway's own paths (``reserved``) are never proxied, whatever a catch-all prefix says.
+    """
 
     def __init__(
-        self, app: ASGIApp, routes: Iterable[tuple[str, Iterable[str], ProxyEndpoint]]
+        self,
+        app: ASGIApp,
+        tables: Callable[[], RouteTable[ProxyEndpoint]],
+        reserved: Iterable[str] = (),
     ) -> None:
         self._app = app
-        self._routes = {path: (frozenset(methods), endpoint) for path, methods, endpoint in routes}
+        self._tables = tables
+        self._reserved = frozenset(reserved)
+        self._reserved_prefixes = tuple(path + "/" for path in self._reserved)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope["path"]
+            raw = scope.get("raw_path")
+            if raw:
+                path = raw.decode("latin-1")
+                if "?" in path:  # some ASGI servers and test clients leave the query on it
+                    path = path[: path.index("?")]
+            else:
+                path = scope["path"]
             root_path = scope.get("root_path")
             if root_path and path.startswith(root_path):
                 path = path[len(root_path) :]
-            match = self._routes.get(path)
-            if match is not None and scope["method"] in match[0]:
-                await match[1](scope, receive, send)
+            normalised = normalise(path)
+            if normalised in self._reserved or normalised.startswith(self._reserved_prefixes):
+                await self._app(scope, receive, send)
+                return
+            match = self._tables().match(normalised, scope["method"])
+            if type(match) is Matched:
+                endpoint: ProxyEndpoint = match.target
+                if has_dot_segment(path):
+                    await _refuse_dot_segment(scope, receive, send, endpoint.route.name)
+                    return
+                await endpoint(scope, receive, send, endpoint.upstream_path(path, match.consumed))
+                return
+            if type(match) is MethodNotAllowed:
+                allowed = match.allowed
+                if "GET" in allowed:  # HEAD goes without saying where GET is (as Starlette's)
+                    allowed = tuple(method for method in allowed if method != "HEAD")
+                response = problem_response(
+                    "method-not-allowed",
+                    405,
+                    "Method Not Allowed",
+                    request_id_of(scope),
+                    headers={"Allow": ", ".join(allowed)},
+                )
+                await response(scope, receive, send)
                 return
         await self._app(scope, receive, send)
+
+
+async def _refuse_dot_segment(scope: Scope, receive: Receive, send: Send, route: str) -> None:
+    context_of(scope)["route"] = route
+    response = problem_response(
+        "invalid-path",
+        400,
+        "The path has a '.' or '..' segment (perhaps percent-encoded); the gateway does not "
+        "resolve them, so no request can climb out of a route's prefix.",
+        request_id_of(scope),
+    )
+    await response(scope, receive, send)
 
 
 def to_response(

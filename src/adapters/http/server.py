@@ -45,7 +45,7 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -395,6 +395,16 @@ class GracefulServer(uvicorn.Server):
         super().__init__(config)
         self.on_shutdown_begin: list[Callable[[], None]] = []
         """Called, in order, when a shutdown begins: before open responses are waited for."""
+        self.on_hangup: Callable[[], Awaitable[object]] | None = None
+        """Run on the event loop on each SIGHUP (the route table's reload)."""
+        self._hangups: set[asyncio.Task[object]] = set()
+
+    def _hang_up(self) -> None:
+        if self.on_hangup is None or self.should_exit:
+            return
+        task: asyncio.Task[object] = asyncio.ensure_future(self.on_hangup())
+        self._hangups.add(task)
+        task.add_done_callback(self._hangups.discard)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for callback in self.on_shutdown_begin:
@@ -409,6 +419,11 @@ class GracefulServer(uvicorn.Server):
         previous = {
             sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
         }
+        if self.on_hangup is not None:
+            loop = asyncio.get_running_loop()
+            previous[signal.SIGHUP] = signal.signal(
+                signal.SIGHUP, lambda *_: loop.call_soon_threadsafe(self._hang_up)
+            )
         try:
             yield
         finally:

@@ -83,6 +83,24 @@ class RouteCounters:
         self.breaker_transitions[previous.value, current.value] += 1
 
 
+class UpstreamCounters:
+    """What is counted of one upstream rather than of a route: its breaker's transitions.
+
+    Every route to the upstream goes through its one breaker, so a transition is counted once,
+    here, and each route's view of the breaker reads it.
+    """
+
+    route: str | None = None
+    """No one route: for ``BreakerTransitionReporter``, which names a route when it has one."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.breaker_transitions: Counter[tuple[str, str]] = Counter()
+
+    def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:
+        self.breaker_transitions[previous.value, current.value] += 1
+
+
 class RequestStats:
     """Client requests answered under one route label: counts by status class, durations."""
 

@@ -107,8 +107,12 @@ class RedisRateLimiter:
         timeout_seconds: float,
         logger: Any,
         max_batches_in_flight: int = 4,
+        owns_client: bool = True,
     ) -> None:
+        """``owns_client``: ``aclose`` closes the client too (False: it is shared, e.g. by the
+        limiters of every route, and its owner closes it)."""
         self._client = client
+        self._owns_client = owns_client
         self._policy = policy
         self._prefix = key_prefix
         self._timeout = timeout_seconds
@@ -136,12 +140,7 @@ class RedisRateLimiter:
     ) -> RedisRateLimiter:
         # One connection per batch in flight, plus one spare for a sender still giving its
         # connection back; decisions wait in the queue, never for a connection.
-        client = redis.Redis.from_url(
-            url,
-            max_connections=max_batches_in_flight + 1,
-            socket_connect_timeout=max(timeout_seconds, 0.1),
-            health_check_interval=30,
-        )
+        client = client_for(url, timeout_seconds, max_batches_in_flight + 1)
         return cls(client, policy, key_prefix, timeout_seconds, logger, max_batches_in_flight)
 
     @property
@@ -238,7 +237,18 @@ class RedisRateLimiter:
         for task in list(self._senders):
             task.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
 
 _Pending = tuple[str, list[Any], "asyncio.Future[Any]"]
+
+
+def client_for(url: str, timeout_seconds: float, max_connections: int) -> redis.Redis:
+    """A Redis client for limiters: connecting is bounded by the decision's timeout."""
+    return redis.Redis.from_url(
+        url,
+        max_connections=max_connections,
+        socket_connect_timeout=max(timeout_seconds, 0.1),
+        health_check_interval=30,
+    )
