@@ -19,6 +19,10 @@ read; a large one is handed over as a stream, read as the client takes it (aioht
 pauses the socket past its buffer). An event stream (``text/event-stream``) is handed over as
 soon as its head is read, none of its body awaited: ``readany()`` then gives each piece as it
 arrives, and a silence between two is bounded by ``stream_idle_timeout_seconds``.
+
+A ``host`` field the gateway put first in the headers (a route that preserves the client's Host)
+replaces the one aiohttp would write (``ClientRequest.update_headers``); the TLS server name is
+still the URL's host.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ upstream's answer. While streaming, no read may wait longer than the attempt's t
 stream (``text/event-stream``) is handed over as soon as its head is parsed, every piece passed
 on as it arrives, and may be silent for ``stream_idle_timeout_seconds`` between two pieces.
 
+The request carries ``Host: <the base URL's authority>`` unless the gateway put a ``host`` field
+first in its headers (a route that preserves the client's Host): then that one, and only it.
+
 Connections: at most ``pool_size`` in use at once (later requests wait for one, inside their
 timeout), idle ones reused last-in first-out so a few stay warm; a streamed answer keeps its
 connection until it ends. A pooled connection the upstream has since closed is noticed when it
@@ -562,13 +565,20 @@ class HttptoolsUpstream:
         target = self._prefix + request.path
         if request.query:
             target = f"{target}?{request.query}"
-        lines = [
-            f"{request.method} {target} HTTP/1.1".encode("latin-1"),
-            b"host: " + self._host_header,
-        ]
-        for name, value in request.headers:
+        headers = request.headers
+        host = self._host_header
+        if headers and _is_host(headers[0][0]):  # the client's Host, preserved: it and no other
+            host = headers[0][1].encode("latin-1")
+            headers = headers[1:]
+        lines = [f"{request.method} {target} HTTP/1.1".encode("latin-1"), b"host: " + host]
+        for name, value in headers:
             lines.append(f"{name}: {value}".encode("latin-1"))
         if request.body or request.method in _METHODS_WITH_BODY:
             lines.append(b"content-length: %d" % len(request.body))
         lines.append(b"\r\n")
         return b"\r\n".join(lines)
+
+
+def _is_host(name: str) -> bool:
+    """Whether a field name is ``host`` (the gateway writes it in lower case; any case counts)."""
+    return len(name) == 4 and name.lower() == "host"

@@ -10,7 +10,9 @@ the environment, no default ``User-Agent``/``Accept`` headers, and bodies are pa
 
 An event stream (``text/event-stream``) is handed over as soon as its head is read: iterating
 ``aiter_raw()`` then gives each piece as httpcore reads it (h11 hands on whatever data a read
-brought), and a silence between two is bounded by ``stream_idle_timeout_seconds``.
+brought), and a silence between two is bounded by ``stream_idle_timeout_seconds``. A ``host``
+field the gateway put first in the headers (a route that preserves the client's Host) is the one
+sent: httpx writes its own only when none is given; the TLS server name is still the URL's host.
 
 It costs several times the CPU per request of the default client (``bench/README.md``): pick it
 when httpx's behaviour matters more than throughput.
