@@ -29,7 +29,14 @@ class Sleeper(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """One request to send upstream: the path is the upstream's, the body raw bytes."""
+    """One request to send upstream: the path is the upstream's, the body raw bytes.
+
+    ``Host`` is the adapter's to write, from the upstream URL's authority, unless ``headers``
+    starts with a ``("host", value)`` pair (name in lower case): then the adapter sends exactly
+    that ``Host`` and not its own. It is how a route that preserves the client's Host passes it
+    on; only the first field is looked at (one check per request, no scan), so a ``host`` field
+    anywhere else is not this convention and must not be put there.
+    """
 
     method: str
     path: str

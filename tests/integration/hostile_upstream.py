@@ -6,6 +6,7 @@ Each request's ``case`` query parameter picks the answer (see ``CASES``): huge, 
 trickling bodies, a status of 999, an unrequested 101, a flood of ``102 Processing``, enormous
 header sections, trailers, broken framing; ``echo`` reports the method, target, header fields
 and body length it received as JSON, and ``count`` how many requests and body bytes reached it.
+``events`` writes server-sent events slowly, each stamped with the monotonic time it was written.
 A case that writes for ever stops when the gateway hangs up.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -143,6 +145,45 @@ async def length_and_chunked(writer: asyncio.StreamWriter, request: Request) -> 
     return False
 
 
+async def events(writer: asyncio.StreamWriter, request: Request) -> bool:
+    """Server-sent events, as the query says: ``n`` events (3), each after ``gap`` seconds (0.3)
+    and padded with ``size`` bytes (0), then ``hold`` seconds of silence (0) before the end;
+    ``framing`` ``chunked`` (kept alive) or ``close`` (ends when the connection does); ``type``
+    the Content-Type (``text/event-stream``). Each event's data is ``<i> <time.monotonic()>`` as
+    it was written (one clock for every process on the machine), so a reader can tell when it
+    got each event against when the next was sent."""
+    method, target, _, _ = request
+    query = parse_qs(urlsplit(target).query)
+
+    def param(name: str, default: str) -> str:
+        return query.get(name, [default])[0]
+
+    count, gap, size = int(param("n", "3")), float(param("gap", "0.3")), int(param("size", "0"))
+    hold, chunked = float(param("hold", "0")), param("framing", "chunked") == "chunked"
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Connection: close"
+    content_type = param("type", "text/event-stream").encode("latin-1")
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n%s\r\n\r\n"
+        % (content_type, framing)
+    )
+    if method == "HEAD":
+        return chunked
+    try:
+        await writer.drain()
+        for i in range(1, count + 1):
+            await asyncio.sleep(gap)
+            event = b"data: %d %.6f %s\n\n" % (i, time.monotonic(), b"x" * size)
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event) if chunked else event)
+            await writer.drain()
+        await asyncio.sleep(hold)
+        if chunked:
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+    except (ConnectionError, RuntimeError):
+        return False
+    return chunked
+
+
 CASES: dict[str, Case] = {
     "count": count,
     "ok": ok,
@@ -161,6 +202,7 @@ CASES: dict[str, Case] = {
     "trailers": trailers,
     "duplicate-length": duplicate_length,
     "length-and-chunked": length_and_chunked,
+    "events": events,
 }
 
 

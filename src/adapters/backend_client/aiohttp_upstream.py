@@ -16,7 +16,13 @@ or conflicting framing are refused) and a header section over its limit, an endl
 ``102`` (aiohttp would spin through it without yielding), an unrequested ``101`` (aiohttp hands
 it to the caller) or bytes after the answer never reach aiohttp. The body is counted as it is
 read; a large one is handed over as a stream, read as the client takes it (aiohttp's reader
-pauses the socket past its buffer).
+pauses the socket past its buffer). An event stream (``text/event-stream``) is handed over as
+soon as its head is read, none of its body awaited: ``readany()`` then gives each piece as it
+arrives, and a silence between two is bounded by ``stream_idle_timeout_seconds``.
+
+A ``host`` field the gateway put first in the headers (a route that preserves the client's Host)
+replaces the one aiohttp would write (``ClientRequest.update_headers``); the TLS server name is
+still the URL's host.
 """
 
 from __future__ import annotations
@@ -198,6 +204,12 @@ class AiohttpUpstream:
                 )
                 if answer.content_length is not None:
                     limits.check_content_length(str(answer.content_length))
+                if _event_stream(answer, request.method):
+                    # Nothing buffered: each event goes on as it arrives.
+                    headers, retry_after = _headers(answer), _retry_after(answer)
+                    rest = _AnswerStream(answer, 0, limits, limits.stream_idle_timeout_seconds)
+                    streaming = True
+                    return UpstreamResponse(answer.status, headers, b"", retry_after, rest)
                 chunks: list[bytes] = []
                 read = 0
                 while chunk := await answer.content.readany():
@@ -209,15 +221,8 @@ class AiohttpUpstream:
                         streaming = True
                         break
                 body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                retry_after = None
-                if answer.status >= 400 and "Retry-After" in answer.headers:
-                    retry_after = parse_retry_after(answer.headers["Retry-After"])
-                headers = tuple(
-                    end_to_end(
-                        (name.decode("latin-1"), value.decode("latin-1"))
-                        for name, value in answer.raw_headers
-                    )
-                )
+                retry_after = _retry_after(answer)
+                headers = _headers(answer)
                 if not streaming:
                     complete = True
                     return UpstreamResponse(answer.status, headers, body, retry_after)
@@ -238,3 +243,28 @@ class AiohttpUpstream:
                     answer.release()  # read to its end: the connection may be reused
                 else:
                     answer.close()
+
+
+def _event_stream(answer: aiohttp.ClientResponse, method: str) -> bool:
+    """Whether the answer is an event stream with a body to come."""
+    content_type = answer.headers.get("Content-Type")
+    return (
+        content_type is not None
+        and method != "HEAD"
+        and answer.status not in (204, 304)
+        and UpstreamLimits.is_event_stream(content_type)
+    )
+
+
+def _headers(answer: aiohttp.ClientResponse) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        end_to_end(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.raw_headers
+        )
+    )
+
+
+def _retry_after(answer: aiohttp.ClientResponse) -> float | None:
+    if answer.status >= 400 and "Retry-After" in answer.headers:
+        return parse_retry_after(answer.headers["Retry-After"])
+    return None

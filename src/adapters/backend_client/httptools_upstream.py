@@ -16,7 +16,12 @@ body without one is counted as it arrives. Trailer fields are never promoted to 
 answer up to ``buffer_bytes`` is held whole; a larger one is handed over after its first part as
 a stream (``rest``) that reads on as the client takes it: past ``stream_high_water_bytes`` unread,
 reading from the upstream pauses, so a slow client never makes the gateway hold a fast
-upstream's answer. While streaming, no read may wait longer than the attempt's timeout.
+upstream's answer. While streaming, no read may wait longer than the attempt's timeout. An event
+stream (``text/event-stream``) is handed over as soon as its head is parsed, every piece passed
+on as it arrives, and may be silent for ``stream_idle_timeout_seconds`` between two pieces.
+
+The request carries ``Host: <the base URL's authority>`` unless the gateway put a ``host`` field
+first in its headers (a route that preserves the client's Host): then that one, and only it.
 
 Connections: at most ``pool_size`` in use at once (later requests wait for one, inside their
 timeout), idle ones reused last-in first-out so a few stay warm; a streamed answer keeps its
@@ -94,6 +99,7 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._body_bytes = 0
         self.keep_alive = False
+        self.event_stream = False
         # streaming
         self.streaming = False
         self._pending: deque[bytes] = deque()
@@ -198,6 +204,8 @@ class _Connection(asyncio.Protocol):
                 raise _Violation from None
         elif lowered == b"retry-after":
             self.retry_after = value.decode("latin-1")
+        elif lowered == b"content-type":
+            self.event_stream = UpstreamLimits.is_event_stream(value.decode("latin-1"))
         elif lowered == b"connection":
             self._named.update(connection_tokens(value.decode("latin-1")))
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -215,6 +223,7 @@ class _Connection(asyncio.Protocol):
             self._named.clear()
             self._length_known = False
             self.retry_after = None
+            self.event_stream = False
             return
         try:
             self._limits.check_status(status)
@@ -228,6 +237,9 @@ class _Connection(asyncio.Protocol):
         if self._head:
             self.keep_alive = False
             self._complete = True
+            self._resolve()
+        elif self.event_stream and status not in (204, 304):
+            self.streaming = True  # no buffer to fill: each event goes on as it arrives
             self._resolve()
 
     def on_body(self, body: bytes) -> None:
@@ -486,7 +498,10 @@ class HttptoolsUpstream:
         if not connection.streaming:
             self._done(connection, connection.reusable)
             return UpstreamResponse(status, tuple(headers), body, retry_after)
-        rest = _AnswerStream(connection, self._done, timeout_seconds)
+        idle = (
+            self._limits.stream_idle_timeout_seconds if connection.event_stream else timeout_seconds
+        )
+        rest = _AnswerStream(connection, self._done, idle)
         return UpstreamResponse(status, tuple(headers), body, retry_after, rest)
 
     async def _exchange(
@@ -550,13 +565,20 @@ class HttptoolsUpstream:
         target = self._prefix + request.path
         if request.query:
             target = f"{target}?{request.query}"
-        lines = [
-            f"{request.method} {target} HTTP/1.1".encode("latin-1"),
-            b"host: " + self._host_header,
-        ]
-        for name, value in request.headers:
+        headers = request.headers
+        host = self._host_header
+        if headers and _is_host(headers[0][0]):  # the client's Host, preserved: it and no other
+            host = headers[0][1].encode("latin-1")
+            headers = headers[1:]
+        lines = [f"{request.method} {target} HTTP/1.1".encode("latin-1"), b"host: " + host]
+        for name, value in headers:
             lines.append(f"{name}: {value}".encode("latin-1"))
         if request.body or request.method in _METHODS_WITH_BODY:
             lines.append(b"content-length: %d" % len(request.body))
         lines.append(b"\r\n")
         return b"\r\n".join(lines)
+
+
+def _is_host(name: str) -> bool:
+    """Whether a field name is ``host`` (the gateway writes it in lower case; any case counts)."""
+    return len(name) == 4 and name.lower() == "host"

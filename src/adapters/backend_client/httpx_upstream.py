@@ -8,6 +8,12 @@ as the others. httpx's own habits a gateway must not have are turned off: no coo
 keeps what one answer set (its policy accepts no cookie), no redirects, no proxy or netrc from
 the environment, no default ``User-Agent``/``Accept`` headers, and bodies are passed on raw.
 
+An event stream (``text/event-stream``) is handed over as soon as its head is read: iterating
+``aiter_raw()`` then gives each piece as httpcore reads it (h11 hands on whatever data a read
+brought), and a silence between two is bounded by ``stream_idle_timeout_seconds``. A ``host``
+field the gateway put first in the headers (a route that preserves the client's Host) is the one
+sent: httpx writes its own only when none is given; the TLS server name is still the URL's host.
+
 It costs several times the CPU per request of the default client (``bench/README.md``): pick it
 when httpx's behaviour matters more than throughput.
 """
@@ -236,6 +242,13 @@ class HttpxUpstream:
             async with asyncio.timeout(timeout_seconds):
                 answer = await client.send(outgoing, stream=True)
                 chunks_in = answer.aiter_raw()
+                if _event_stream(answer, request.method):
+                    # Nothing buffered: each event goes on as it arrives.
+                    headers, retry_after = _headers(answer), _retry_after(answer)
+                    idle = limits.stream_idle_timeout_seconds
+                    rest = _AnswerStream(answer, chunks_in, idle)
+                    streaming = True
+                    return UpstreamResponse(answer.status_code, headers, b"", retry_after, rest)
                 chunks: list[bytes] = []
                 read = 0
                 async for chunk in chunks_in:
@@ -245,15 +258,8 @@ class HttpxUpstream:
                         streaming = True
                         break
                 body_out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                retry_after = None
-                if answer.status_code >= 400 and "retry-after" in answer.headers:
-                    retry_after = parse_retry_after(answer.headers["retry-after"])
-                headers = tuple(
-                    end_to_end(
-                        (name.decode("latin-1"), value.decode("latin-1"))
-                        for name, value in answer.headers.raw
-                    )
-                )
+                retry_after = _retry_after(answer)
+                headers = _headers(answer)
                 if not streaming:
                     return UpstreamResponse(answer.status_code, headers, body_out, retry_after)
                 rest = _AnswerStream(answer, chunks_in, timeout_seconds)
@@ -271,6 +277,31 @@ class HttpxUpstream:
         finally:
             if answer is not None and not streaming:
                 await answer.aclose()
+
+
+def _event_stream(answer: httpx.Response, method: str) -> bool:
+    """Whether the answer is an event stream with a body to come."""
+    content_type = answer.headers.get("content-type")
+    return (
+        content_type is not None
+        and method != "HEAD"
+        and answer.status_code not in (204, 304)
+        and UpstreamLimits.is_event_stream(content_type)
+    )
+
+
+def _headers(answer: httpx.Response) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        end_to_end(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.headers.raw
+        )
+    )
+
+
+def _retry_after(answer: httpx.Response) -> float | None:
+    if answer.status_code >= 400 and "retry-after" in answer.headers:
+        return parse_retry_after(answer.headers["retry-after"])
+    return None
 
 
 async def _one_chunk(body: Body) -> AsyncIterator[bytes]:

@@ -4,6 +4,13 @@ An upstream is outside the gateway's control: its header section, its body and i
 answers are all bytes someone else decides. Each adapter applies the same ``UpstreamLimits`` and
 reports a breach as ``UpstreamBadAnswer`` (a 502 for the client, a failure for the breaker, never
 retried), so switching ``UPSTREAM_CLIENT`` changes no answer a client can see.
+
+Server-sent events (``Content-Type: text/event-stream``) are the one kind of answer no adapter
+buffers: each event must reach the client when the upstream writes it, not when 64 KiB of them
+have piled up. Such an answer is handed over as soon as its head is parsed, its body streamed
+piece by piece; the attempt's timeout bounds only the wait for the head (an event stream may
+last for hours), and ``stream_idle_timeout_seconds`` bounds the silence between two pieces.
+``max_body_bytes`` holds for them as for any body.
 """
 
 from __future__ import annotations
@@ -29,11 +36,23 @@ class UpstreamLimits:
     """``1xx`` answers (``100 Continue``, ``102``, ``103``) before the final one."""
     stream_high_water_bytes: int = 256 * 1024
     """While streaming: past this much unread by the client, reading from the upstream pauses."""
+    stream_idle_timeout_seconds: float = 300.0
+    """An event stream silent longer than this between two pieces is cut (``UpstreamTimeout``).
+    Other streamed bodies are held to the attempt's timeout between pieces instead."""
 
     def __post_init__(self) -> None:
         for name in ("max_header_bytes", "max_headers", "max_body_bytes", "buffer_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not self.stream_idle_timeout_seconds > 0:  # NaN is refused too
+            raise ValueError("stream_idle_timeout_seconds must be more than 0")
+
+    @staticmethod
+    def is_event_stream(content_type: str) -> bool:
+        """Whether a ``Content-Type`` value is ``text/event-stream``, in any case, with or
+        without parameters (``text/event-stream; charset=utf-8``)."""
+        media = content_type.partition(";")[0].strip()
+        return len(media) == 17 and media.lower() == "text/event-stream"
 
     def check_status(self, status: int) -> None:
         """Refuse a final status no client may be given: outside 100-599, or ``101``."""
