@@ -194,6 +194,13 @@ class UpstreamConfig(_Entry):
     max_response_body_bytes: int = _inherit(
         "max_upstream_body_bytes", "Largest body passed on (past it: 502, or cut once streamed)."
     )
+    stream_idle_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="Longest silence between two pieces of a text/event-stream answer (SSE); "
+        "past it the stream is cut. Other answers are bounded by timeout_seconds.",
+    )
     circuit_breaker: CircuitBreakerConfig
     retry_budget: RetryBudgetConfig
 

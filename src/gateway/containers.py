@@ -83,6 +83,7 @@ def make_upstream(name: str, config: UpstreamConfig) -> UpstreamAdapter:
         max_header_bytes=config.max_response_header_bytes,
         max_headers=config.max_response_headers,
         max_body_bytes=config.max_response_body_bytes,
+        stream_idle_timeout_seconds=config.stream_idle_timeout_seconds,
     )
     adapter = _CLIENTS[config.client]
     return adapter(base_url=config.base_url, pool_size=config.pool_size, limits=limits)

@@ -156,6 +156,7 @@ def _client_key(config: UpstreamConfig) -> tuple[Any, ...]:
         config.max_response_header_bytes,
         config.max_response_headers,
         config.max_response_body_bytes,
+        config.stream_idle_timeout_seconds,
     )
 
 
@@ -261,6 +262,8 @@ def build_table(
         _build_route(entry, upstreams[entry.upstream], deps, old_routes.get(entry.name))
         for entry in config.routes
     ]
+    for name, upstream in upstreams.items():
+        upstream.counters.routes = tuple(r.name for r in routes if r.upstream.name == name)
     matcher = RouteTable(
         (route.route.path, route.route.prefix, served_methods(route.config), route.endpoint)
         for route in routes

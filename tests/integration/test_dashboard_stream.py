@@ -99,7 +99,7 @@ def test_at_most_max_streams_are_open_and_one_more_gets_a_503_problem(
         assert refused.json()["type"] == "urn:resilient-gateway:problem:dashboard-busy"
         assert "retry-after" in refused.headers
         prometheus = httpx.get(f"{gateway.url}/metrics", headers={"Accept": "text/plain"}).text
-        assert 'route="/dashboard/events",status_class="5xx"} 1.0' in prometheus
+        assert 'route="/dashboard/events",status_class="5xx",upstream=""} 1.0' in prometheus
         first.close()
         # The gateway notices the hang-up at once; a new stream then gets the free place.
         deadline = time.monotonic() + 5

@@ -46,30 +46,30 @@ async def test_every_prometheus_family_after_a_scripted_sequence() -> None:
     ) as gw:
         await scripted_sequence(gw)
         samples = await prometheus_samples(gw)
-    route = ("route", "default")
+    route, up = ("route", "default"), ("upstream", "backend")
     expected = {
-        ("gateway_requests_total", (route, ("status_class", "2xx"))): 2,
-        ("gateway_requests_total", (route, ("status_class", "4xx"))): 1,
-        ("gateway_requests_total", (route, ("status_class", "5xx"))): 2,
-        ("gateway_request_duration_seconds_count", (route,)): 5,
-        ("gateway_upstream_attempts_total", (("outcome", "success"), route)): 2,
-        ("gateway_upstream_attempts_total", (("outcome", "http_5xx"), route)): 1,
-        ("gateway_upstream_attempts_total", (("outcome", "timeout"), route)): 1,
-        ("gateway_upstream_attempts_total", (("outcome", "connection_error"), route)): 3,
-        ("gateway_retries_total", (route,)): 4,
-        ("gateway_rate_limit_decisions_total", (("decision", "allowed"), route)): 4,
-        ("gateway_rate_limit_decisions_total", (("decision", "blocked"), route)): 1,
-        ("gateway_rate_limit_tracked_clients", (route,)): 1,
-        ("gateway_circuit_breaker_state", (route, ("state", "OPEN"))): 1,
-        ("gateway_circuit_breaker_state", (route, ("state", "CLOSED"))): 0,
-        ("gateway_circuit_breaker_state", (route, ("state", "HALF_OPEN"))): 0,
+        ("gateway_requests_total", (route, ("status_class", "2xx"), up)): 2,
+        ("gateway_requests_total", (route, ("status_class", "4xx"), up)): 1,
+        ("gateway_requests_total", (route, ("status_class", "5xx"), up)): 2,
+        ("gateway_request_duration_seconds_count", (route, up)): 5,
+        ("gateway_upstream_attempts_total", (("outcome", "success"), route, up)): 2,
+        ("gateway_upstream_attempts_total", (("outcome", "http_5xx"), route, up)): 1,
+        ("gateway_upstream_attempts_total", (("outcome", "timeout"), route, up)): 1,
+        ("gateway_upstream_attempts_total", (("outcome", "connection_error"), route, up)): 3,
+        ("gateway_retries_total", (route, up)): 4,
+        ("gateway_rate_limit_decisions_total", (("decision", "allowed"), route, up)): 4,
+        ("gateway_rate_limit_decisions_total", (("decision", "blocked"), route, up)): 1,
+        ("gateway_rate_limit_tracked_clients", (route, up)): 1,
+        ("gateway_circuit_breaker_state", (route, ("state", "OPEN"), up)): 1,
+        ("gateway_circuit_breaker_state", (route, ("state", "CLOSED"), up)): 0,
+        ("gateway_circuit_breaker_state", (route, ("state", "HALF_OPEN"), up)): 0,
         (
             "gateway_circuit_breaker_transitions_total",
-            (("from", "CLOSED"), route, ("to", "OPEN")),
+            (("from", "CLOSED"), route, ("to", "OPEN"), up),
         ): 1,
         # the call refused without an attempt; the retry the opening stopped is apart
-        ("gateway_circuit_breaker_rejections_total", (route,)): 1,
-        ("gateway_retries_stopped_by_breaker_total", (route,)): 1,
+        ("gateway_circuit_breaker_rejections_total", (route, up)): 1,
+        ("gateway_retries_stopped_by_breaker_total", (route, up)): 1,
     }
     assert {key: samples.get(key) for key in expected} == expected
 
@@ -81,15 +81,15 @@ async def test_json_and_prometheus_read_the_same_counters() -> None:
         await scripted_sequence(gw)
         as_json = (await gw.client.get("/metrics")).json()
         samples = await prometheus_samples(gw)
-    route = ("route", "default")
-    assert as_json["total_retries"] == samples["gateway_retries_total", (route,)]
+    route, up = ("route", "default"), ("upstream", "backend")
+    assert as_json["total_retries"] == samples["gateway_retries_total", (route, up)]
     assert (
         as_json["rate_limit_blocked"]
-        == samples["gateway_rate_limit_decisions_total", (("decision", "blocked"), route)]
+        == samples["gateway_rate_limit_decisions_total", (("decision", "blocked"), route, up)]
     )
     assert (
         as_json["circuit_breaker_rejections"]
-        == samples["gateway_circuit_breaker_rejections_total", (route,)]
+        == samples["gateway_circuit_breaker_rejections_total", (route, up)]
     )
     assert as_json["circuit_breaker_state"] == "OPEN"
 
@@ -154,6 +154,7 @@ async def test_breaker_transitions_are_logged_as_events() -> None:
     assert transitions == [
         {
             "event": "breaker_transition",
+            "upstream": "backend",
             "route": "default",
             "from_state": "CLOSED",
             "to_state": "OPEN",

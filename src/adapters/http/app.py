@@ -306,8 +306,9 @@ def json_metrics(tables: Tables, http_metrics: HttpMetrics) -> dict[str, Any]:
             }
         entry["routes"].append(route.name)
 
-    def total(key: str) -> int:
-        return sum(entry[key] for entry in routes.values())
+    def total(key: str) -> Any:
+        values = [entry[key] for entry in routes.values()]
+        return None if None in values else sum(values)  # None: a shared store cannot say
 
     first = proxied[0]
     route = first.route

@@ -90,12 +90,16 @@ class UpstreamCounters:
     here, and each route's view of the breaker reads it.
     """
 
-    route: str | None = None
-    """No one route: for ``BreakerTransitionReporter``, which names a route when it has one."""
-
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.breaker_transitions: Counter[tuple[str, str]] = Counter()
+        self.routes: tuple[str, ...] = ()
+        """The routes to the upstream in the running table (set when a table is built)."""
+
+    @property
+    def route(self) -> str:
+        """The routes that share the breaker, for logs: ``users,orders``."""
+        return ",".join(self.routes)
 
     def breaker_transitioned(self, previous: BreakerState, current: BreakerState) -> None:
         self.breaker_transitions[previous.value, current.value] += 1
