@@ -136,23 +136,6 @@ def create_app(
     if admin is not None:
         admin.install(app)
 
-    # OpenAPI documents the table the app starts with (ProxyRoutes serves the running one).
-    for proxied in tables.table.proxied:
-        route = proxied.route
-        paths = [route.path]
-        if route.prefix:
-            paths = [route.path, route.path.rstrip("/") + "/{path:path}"]
-        for path in paths:
-            app.add_api_route(
-                path,
-                proxied.endpoint.endpoint,
-                methods=list(route.methods),
-                name=route.name if path == route.path else f"{route.name}-below",
-                summary=f"Proxy to upstream {route.upstream_name}'s {route.upstream_path or '/'}",
-                responses=proxy_route_responses(),
-                response_class=Response,
-            )
-
     @app.get("/health", summary="Liveness of the gateway itself")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -175,6 +158,24 @@ def create_app(
 
     if dashboard is not None:
         add_dashboard(app, dashboard)
+
+    # OpenAPI documents the table the app starts with (ProxyRoutes serves the running one),
+    # after the gateway's own endpoints, so that no catch-all prefix hides them from FastAPI.
+    for proxied in tables.table.proxied:
+        route = proxied.route
+        paths = [route.path]
+        if route.prefix:
+            paths = [route.path, route.path.rstrip("/") + "/{path:path}"]
+        for path in paths:
+            app.add_api_route(
+                path,
+                proxied.endpoint.endpoint,
+                methods=list(route.methods),
+                name=route.name if path == route.path else f"{route.name}-below",
+                summary=f"Proxy to upstream {route.upstream_name}'s {route.upstream_path or '/'}",
+                responses=proxy_route_responses(),
+                response_class=Response,
+            )
 
     _install_problem_handlers(app)
     _add_problem_schema(app)
