@@ -201,8 +201,10 @@ class UpstreamConfig(_Entry):
         description="Longest silence between two pieces of a text/event-stream answer (SSE); "
         "past it the stream is cut. Other answers are bounded by timeout_seconds.",
     )
-    circuit_breaker: CircuitBreakerConfig
-    retry_budget: RetryBudgetConfig
+    # Left out: every key of the part inherited (filled in by ``_inherit_settings``; the
+    # factories only keep the schema from calling the parts required).
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    retry_budget: RetryBudgetConfig = Field(default_factory=RetryBudgetConfig)
 
     @model_validator(mode="after")
     def _check(self) -> UpstreamConfig:
@@ -312,8 +314,8 @@ class RouteConfig(_Entry):
     preserve_host: bool = Field(
         False, description="Send the client's Host upstream (false: the upstream URL's host)."
     )
-    retry: RetryConfig
-    rate_limit: RateLimitConfig
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
     @field_validator("methods", mode="before")
     @classmethod

@@ -15,6 +15,13 @@ that has ``resilient-gateway`` installed; nothing to import or list in ``conftes
   (``{"failure_threshold": 3}`` or ``{"FAILURE_THRESHOLD": "3"}``). Empty by default; override
   the fixture, or mark a test ``@pytest.mark.gateway_settings(failure_threshold=3)``. The
   environment is never read, so a test means the same on every machine.
+- ``gateway_config``: the path of your route table file (``GATEWAY_CONFIG``), or None for the
+  one default route. None by default; override the fixture, or mark a test
+  ``@pytest.mark.gateway_config("deploy/gateway.yaml")`` (relative to pytest's rootdir). The
+  file is validated as at start: an invalid one fails the test with the one-line error.
+- ``fake_upstreams``: a ``FakeUpstream`` per upstream name of your file, on ``fake_clock``:
+  ``fake_upstreams["users"].push(503)``. ``fake_upstream`` is the one for ``backend`` (the
+  default route's upstream).
 
 ``gateway_client`` is an async fixture of pytest-asyncio: with ``asyncio_mode = "strict"``, mark
 your tests ``@pytest.mark.asyncio``.
@@ -23,6 +30,7 @@ your tests ``@pytest.mark.asyncio``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,6 +38,8 @@ import pytest_asyncio
 
 if TYPE_CHECKING:
     import httpx
+
+    from gateway.testing import FakeUpstreams
 
     from adapters.backend_client.fake import FakeUpstream
     from adapters.clock.fake import FakeClock
@@ -42,6 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "gateway_settings(**settings): settings of the gateway that gateway_client builds",
+    )
+    config.addinivalue_line(
+        "markers", "gateway_config(path): the route table file gateway_client loads"
     )
 
 
@@ -62,6 +75,28 @@ def fake_upstream(fake_clock: FakeClock) -> FakeUpstream:
 
 
 @pytest.fixture
+def fake_upstreams(fake_clock: FakeClock, fake_upstream: FakeUpstream) -> FakeUpstreams:
+    """A scripted upstream per upstream name, made on first use; ``backend`` is
+    ``fake_upstream``."""
+    from gateway.config import DEFAULT_UPSTREAM_NAME
+    from gateway.testing import FakeUpstreams
+
+    upstreams = FakeUpstreams(fake_clock)
+    upstreams[DEFAULT_UPSTREAM_NAME] = fake_upstream
+    return upstreams
+
+
+@pytest.fixture
+def gateway_config(request: pytest.FixtureRequest) -> Path | None:
+    """The route table file for this test; ``@pytest.mark.gateway_config(path)`` sets it."""
+    marker = request.node.get_closest_marker("gateway_config")
+    if marker is None or not marker.args:
+        return None
+    path = Path(marker.args[0])
+    return path if path.is_absolute() else request.config.rootpath / path
+
+
+@pytest.fixture
 def gateway_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The gateway's settings for this test; ``@pytest.mark.gateway_settings`` adds to them."""
     settings: dict[str, Any] = {}
@@ -72,16 +107,20 @@ def gateway_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest_asyncio.fixture
 async def gateway_client(
-    gateway_settings: dict[str, Any], fake_clock: FakeClock, fake_upstream: FakeUpstream
+    gateway_settings: dict[str, Any],
+    gateway_config: Path | None,
+    fake_clock: FakeClock,
+    fake_upstreams: FakeUpstreams,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway in process, over ASGI, with the fake clock and upstream wired in."""
+    """The gateway in process, over ASGI, with the fake clock and upstreams wired in."""
     import httpx
     from asgi_lifespan import LifespanManager
     from dependency_injector import providers
     from pydantic import ValidationError
     from pydantic_settings import BaseSettings
 
-    from gateway.containers import Container, every_upstream
+    from gateway.config import ConfigError, default_config, load_config
+    from gateway.containers import Container
     from gateway.settings import GatewaySettings, describe_error
 
     class SettingsOfThisTest(GatewaySettings):
@@ -98,10 +137,19 @@ async def gateway_client(
         settings = SettingsOfThisTest(**values)
     except ValidationError as error:
         pytest.fail(f"gateway_settings: {describe_error(error)}", pytrace=False)
+    try:
+        config = (
+            load_config(gateway_config, settings)
+            if gateway_config is not None
+            else default_config(settings)
+        )
+    except ConfigError as error:
+        pytest.fail(f"gateway_config: {error}", pytrace=False)
     container = Container()
     container.settings.override(providers.Object(settings))
+    container.config.override(providers.Object(config))
     container.clock.override(providers.Object(fake_clock))
-    container.upstream_factory.override(providers.Object(every_upstream(fake_upstream)))
+    container.upstream_factory.override(providers.Object(fake_upstreams.factory))
     app = container.app()
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=CLIENT_ADDRESS)

@@ -131,3 +131,81 @@ def test_the_fixtures_need_no_conftest_and_no_import(pytester: pytest.Pytester) 
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*gateway_settings: invalid setting FAILURE_THRESHOLD=-1*"])
+
+
+MY_ROUTES = """
+upstreams:
+  users: {url: "http://users.internal:8080", circuit_breaker: {failure_threshold: 2}}
+  orders: {url: "http://orders.internal:8080"}
+routes:
+  - name: users
+    path_prefix: /api/users
+    rewrite_prefix: /v2/users
+    upstream: users
+    retry: {max_retries: 0}
+  - name: orders
+    path: /api/orders
+    methods: [GET, POST]
+    upstream: orders
+    rate_limit: {requests_per_window: 1, window_seconds: 60, key: "header:X-API-Key"}
+"""
+
+
+class TestMyOwnRouteTable:
+    """A user's own file, loaded against a fake upstream per name and the fake clock."""
+
+    @pytest.fixture
+    def gateway_config(self, tmp_path: Any) -> Any:
+        path = tmp_path / "gateway.yaml"
+        path.write_text(MY_ROUTES)
+        return path
+
+    async def test_my_prefix_is_rewritten_and_my_upstreams_are_apart(
+        self, gateway_client: httpx.AsyncClient, fake_upstreams: Any
+    ) -> None:
+        fake_upstreams["users"].push(503, 503)
+        for _ in range(2):
+            await gateway_client.get("/api/users/7?full=1")
+        assert (await gateway_client.get("/api/users/7")).json()["type"].endswith(":circuit-open")
+        assert (await gateway_client.post("/api/orders", content=b"{}")).status_code == 200
+        assert [r.path for r in fake_upstreams["users"].requests] == ["/v2/users/7"] * 2
+        assert fake_upstreams["users"].requests[0].query == "full=1"
+        assert [r.method for r in fake_upstreams["orders"].requests] == ["POST"]
+        metrics = (await gateway_client.get("/metrics")).json()
+        assert metrics["upstreams"]["users"]["circuit_breaker_state"] == "OPEN"
+        assert metrics["upstreams"]["orders"]["circuit_breaker_state"] == "CLOSED"
+
+    async def test_my_limit_counts_each_api_key(self, gateway_client: httpx.AsyncClient) -> None:
+        def get(key: str) -> Any:
+            return gateway_client.get("/api/orders", headers={"X-API-Key": key})
+
+        assert [(await get(key)).status_code for key in ("a", "a", "b")] == [200, 429, 200]
+
+
+def test_a_config_file_by_marker_and_its_errors(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    pytester.makefile(".yaml", good=MY_ROUTES)
+    pytester.makefile(
+        ".yaml", bad=MY_ROUTES.replace("failure_threshold: 2", "failure_threshold: 0")
+    )
+    pytester.makepyfile(
+        test_mine="""
+        import pytest
+
+        @pytest.mark.gateway_config("good.yaml")
+        async def test_routes(gateway_client, fake_upstreams):
+            assert (await gateway_client.get("/api/users")).status_code == 200
+            assert fake_upstreams["users"].requests[0].path == "/v2/users"
+
+        @pytest.mark.gateway_config("bad.yaml")
+        async def test_bad(gateway_client):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*gateway_config: invalid config *bad.yaml: upstreams.users.circuit_breaker.failure_th*"]
+    )

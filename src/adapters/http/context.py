@@ -144,6 +144,9 @@ class RequestContextMiddleware:
             label = route_label(scope, state)
             self._metrics.request_completed(label, status, duration)
             client = scope.get("client")
+            extra = state.get("log_extra", _NOTHING)
+            if "rate_limit_key" in state:  # a header's value, hashed (never the value itself)
+                extra = {**extra, "rate_limit_key": state["rate_limit_key"]}
             self._log.info(
                 "request",
                 request_id=request_id,
@@ -156,5 +159,5 @@ class RequestContextMiddleware:
                 attempts=state.get("attempts"),
                 breaker_state=state.get("breaker_state"),
                 rate_limit=state.get("rate_limit"),
-                **state.get("log_extra", _NOTHING),
+                **extra,
             )
