@@ -8,6 +8,9 @@ On loopback, this starts these servers as their own processes:
   line per request written to a file), with its default upstream client (httptools);
 - ``gateway-aiohttp``: the same with ``UPSTREAM_CLIENT=aiohttp``;
 - ``gateway-httpx``: the same with ``UPSTREAM_CLIENT=httpx`` (httpx's API over httpcore);
+- ``gateway-20-routes``: the default gateway with a 20-route table loaded (``ROUTE_TABLE``:
+  exact paths, prefixes, a catch-all, two upstreams), loaded on a prefix route that rewrites
+  ``/bench/flaky-data`` to ``/flaky-data``: the matcher's walk and the rewrite on every request;
 - with ``--redis URL``, ``gateway-redis``: the same with the limiter's counts in that Redis;
 - ``baseline``: ``bench/baseline_proxy.py``, a bare FastAPI route with one ``httpx.AsyncClient``.
 
@@ -55,7 +58,34 @@ GATEWAYS: dict[str, dict[str, str]] = {
     "gateway": {"UPSTREAM_CLIENT": "httptools"},
     "gateway-aiohttp": {"UPSTREAM_CLIENT": "aiohttp"},
     "gateway-httpx": {"UPSTREAM_CLIENT": "httpx"},
+    "gateway-20-routes": {"UPSTREAM_CLIENT": "httptools", "GATEWAY_CONFIG": "{route_table}"},
 }
+ROUTED = "gateway-20-routes"
+ROUTED_PATH = "/bench/flaky-data"
+
+
+def route_table(backend_url: str) -> str:
+    """20 routes over two upstreams (both the backend): 9 exact, 10 prefixes, a catch-all."""
+    lines = [
+        "upstreams:",
+        f"  primary: {{url: '{backend_url}'}}",
+        f"  secondary: {{url: '{backend_url}', circuit_breaker: {{failure_threshold: 10}}}}",
+        "routes:",
+        "  - {name: bench, path_prefix: /bench, rewrite_prefix: '', upstream: primary}",
+        "  - {name: all, path_prefix: /, methods: [GET], upstream: secondary}",
+    ]
+    for n in range(9):
+        lines.append(
+            f"  - {{name: exact-{n}, path: /api/v{n}/items, upstream: primary,"
+            f" upstream_path: /flaky-data}}"
+        )
+    for n in range(9):
+        upstream = "primary" if n % 2 else "secondary"
+        lines.append(
+            f"  - {{name: prefix-{n}, path_prefix: /svc/{n}/api, rewrite_prefix: /x,"
+            f" upstream: {upstream}, rate_limit: {{key: 'header:X-API-Key'}}}}"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def free_port() -> int:
@@ -295,8 +325,15 @@ def main() -> None:
     backend_url = f"http://127.0.0.1:{ports['direct']}"
     urls = {"direct": f"{backend_url}/flaky-data"}
     urls.update({t: f"http://127.0.0.1:{ports[t]}/api/v1/data" for t in targets[1:]})
+    urls[ROUTED] = f"http://127.0.0.1:{ports[ROUTED]}{ROUTED_PATH}"
     started = time.monotonic()
     logs = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    table_file = logs / "routes.yaml"
+    table_file.write_text(route_table(backend_url))
+    gateways = {
+        name: {key: value.format(route_table=table_file) for key, value in env.items()}
+        for name, env in gateways.items()
+    }
     with ExitStack() as stack:
         backend = stack.enter_context(
             server(
@@ -391,7 +428,8 @@ def main() -> None:
             "",
             "`direct` is the flaky backend (failures off), `gateway` the gateway in front of it "
             "with every feature on, `gateway-aiohttp` and `gateway-httpx` the same with "
-            "UPSTREAM_CLIENT=aiohttp or httpx, "
+            "UPSTREAM_CLIENT=aiohttp or httpx, `gateway-20-routes` the same with a 20-route "
+            f"table loaded, requests on a rewriting prefix route ({ROUTED_PATH}), "
             + (
                 f"`gateway-redis` the same with its limiter's counts in Redis ({args.redis}), "
                 if args.redis

@@ -2,8 +2,9 @@
 
 Exact paths are one dict lookup. Prefixes are matched by walking the request path's own
 segments from the longest (``/a/b/c``, ``/a/b``, ``/a``, then ``/``), one dict lookup each, so
-the work is bounded by the path's depth, never by the number of routes, and the longest matching
-prefix wins by construction. An exact path beats a prefix. The path decides the route; the
+the work never grows with the number of routes, and the longest matching prefix wins by
+construction. The walk starts no deeper than the table's deepest prefix, so a client's path of
+thousands of segments costs one scan of it, not one step per segment. An exact path beats a prefix. The path decides the route; the
 method is checked after it (a method the route does not take is ``MethodNotAllowed`` with the
 methods it does take, never a shorter route's match).
 
@@ -54,7 +55,7 @@ NOT_FOUND = NotFound()
 class RouteTable(Generic[T]):
     """Exact paths and segment prefixes, each with the methods it takes, to targets."""
 
-    __slots__ = ("_exact", "_prefixes", "_root")
+    __slots__ = ("_depth", "_exact", "_prefixes", "_root")
 
     def __init__(self, entries: Iterable[tuple[str, bool, Iterable[str], T]]) -> None:
         """``entries``: (path or prefix, is a prefix, methods, target). A path or prefix may
@@ -75,6 +76,8 @@ class RouteTable(Generic[T]):
         self._exact = exact
         self._root = prefixes.pop("/", None)
         self._prefixes = prefixes
+        self._depth = max((prefix.count("/") for prefix in prefixes), default=0)
+        """Segments of the deepest prefix: no longer candidate can match."""
 
     def match(self, path: str, method: str) -> MatchResult[T]:
         """The route for ``path`` (normalised, see ``normalise``) and ``method``."""
@@ -84,6 +87,12 @@ class RouteTable(Generic[T]):
         prefixes = self._prefixes
         if prefixes:
             candidate = path
+            depth = self._depth
+            if path.count("/") > depth:
+                cut = 0
+                for _ in range(depth):  # path[0] is the first "/"
+                    cut = path.find("/", cut + 1)
+                candidate = path[:cut]
             while candidate:
                 by_method = prefixes.get(candidate)
                 if by_method is not None:

@@ -19,7 +19,6 @@ from domain.errors import UpstreamTimeout, UpstreamUnavailable
 from domain.ports import UpstreamResponse
 
 
-
 class FakeUpstreams(dict[str, FakeUpstream]):
     """A ``FakeUpstream`` per upstream name, made on the fake clock the first time it is used."""
 

@@ -232,3 +232,24 @@ def test_a_dot_segment_in_any_spelling_is_found(path: str) -> None:
 )
 def test_dots_inside_a_segment_are_fine(path: str) -> None:
     assert not has_dot_segment(path)
+
+
+class CountingDict(dict[str, dict[str, str]]):
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.lookups = 0
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.lookups += 1
+        return super().get(key, default)
+
+
+def test_a_path_of_thousands_of_segments_is_walked_only_as_deep_as_the_deepest_prefix() -> None:
+    routes = table(("/a/b/c", True, ("GET",)), ("/a", True, ("GET",)))
+    counting = CountingDict(routes._prefixes)
+    routes._prefixes = counting  # type: ignore[assignment]
+    deep = "/a/b/c" + "/x" * 20_000
+    assert target(routes.match(deep, "GET")) == "/a/b/c*"
+    assert target(routes.match("/a/b/x" + "/y" * 20_000, "GET")) == "/a*"
+    assert isinstance(routes.match("/z" * 20_000, "GET"), NotFound)
+    assert counting.lookups == 1 + 3 + 3  # as deep as the deepest prefix, never deeper
