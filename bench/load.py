@@ -74,11 +74,11 @@ def route_table(backend_url: str) -> str:
         "  - {name: bench, path_prefix: /bench, rewrite_prefix: '', upstream: primary}",
         "  - {name: all, path_prefix: /, methods: [GET], upstream: secondary}",
     ]
-    for n in range(9):
-        lines.append(
-            f"  - {{name: exact-{n}, path: /api/v{n}/items, upstream: primary,"
-            f" upstream_path: /flaky-data}}"
-        )
+    lines.extend(
+        f"  - {{name: exact-{n}, path: /api/v{n}/items, upstream: primary,"
+        " upstream_path: /flaky-data}"
+        for n in range(9)
+    )
     for n in range(9):
         upstream = "primary" if n % 2 else "secondary"
         lines.append(

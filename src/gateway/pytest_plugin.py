@@ -39,10 +39,9 @@ import pytest_asyncio
 if TYPE_CHECKING:
     import httpx
 
-    from gateway.testing import FakeUpstreams
-
     from adapters.backend_client.fake import FakeUpstream
     from adapters.clock.fake import FakeClock
+    from gateway.testing import FakeUpstreams
 
 CLIENT_ADDRESS = ("203.0.113.10", 50000)
 """The peer the gateway sees for ``gateway_client``'s requests."""

@@ -194,7 +194,10 @@ async def test_requests_in_flight_finish_on_the_table_they_started_with(
     assert isinstance(upstream, FakeUpstream)
     upstream.gate = asyncio.Event()
     in_flight = asyncio.create_task(call(old, "orders"))
-    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(started.set_result, None)
+    await started  # the request is now waiting on the old table's upstream
+    assert upstream.in_flight == 1
     path.write_text(TWO_UPSTREAMS.replace("http://orders:1", "http://orders:2"))
     assert await tables.reload()
     assert tables.table is not old
