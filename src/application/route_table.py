@@ -5,8 +5,8 @@ segments from the longest (``/a/b/c``, ``/a/b``, ``/a``, then ``/``), one dict l
 the work never grows with the number of routes, and the longest matching prefix wins by
 construction. The walk starts no deeper than the table's deepest prefix, so a client's path of
 thousands of segments costs one scan of it, not one step per segment. An exact path beats a
-prefix. The path decides the route; the method is checked after it (a method the route does not take is ``MethodNotAllowed`` with the
-methods it does take, never a shorter route's match).
+prefix. The path decides the route; the method is checked after it (a method the route does not
+take is ``MethodNotAllowed`` with the methods it does take, never a shorter route's match).
 
 Paths are matched as the client sent them, with one normalisation (RFC 3986 section 6.2.2.2):
 percent-encoded unreserved characters (letters, digits, ``-._~``) are decoded, so ``/%61dmin``
