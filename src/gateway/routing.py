@@ -320,6 +320,8 @@ class RouteTables:
         self._log = get_logger("gateway.config")
         self._reloading = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
+        self._retired: list[Any] = []
+        """Dropped by a reload and not closed yet (closed at shutdown if still here)."""
 
     @property
     def source(self) -> str | None:
@@ -352,12 +354,20 @@ class RouteTables:
         for task in list(self._closing):
             task.cancel()
         await asyncio.gather(*self._closing, return_exceptions=True)
+        await _close_all(self._retired)
         table = self.table
         for upstream in table.upstreams.values():
             await upstream.adapter.aclose()
         for route in table.routes:
             if route.limiter is not None:
                 await route.limiter.aclose()
+
+    async def _close_later(self, closables: list[Any], delay: float) -> None:
+        """Close what a reload dropped once the requests that started before it are done."""
+        await SystemClock().sleep(delay)  # real time, even under a test's fake clock
+        mine = [item for item in self._retired if any(item is c for c in closables)]
+        self._retired = [item for item in self._retired if not any(item is c for c in mine)]
+        await _close_all(mine)
 
     async def reload(self) -> bool:
         """Read, validate and swap in the file again; False (nothing changed) when invalid."""
@@ -394,7 +404,8 @@ class RouteTables:
             self._deps.events.append("config_reload", result="success", version=table.version)
             if table.retired:
                 grace = max(route.config.request_timeout_seconds for route in previous.routes)
-                task = asyncio.create_task(_close_later(table.retired, grace + 1.0))
+                self._retired.extend(table.retired)
+                task = asyncio.create_task(self._close_later(table.retired, grace + 1.0))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
             return True
@@ -404,13 +415,12 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-async def _close_later(closables: list[Any], delay: float) -> None:
-    """Close what a reload dropped once the requests that started before it are done."""
-    await SystemClock().sleep(delay)  # real time, even under a test's fake clock
-    for item in closables:
+async def _close_all(closables: list[Any]) -> None:
+    while closables:
+        item = closables.pop()
         try:
             await item.aclose()
-        except Exception:
+        except Exception:  # one failing close must not keep the rest open
             get_logger("gateway.config").warning("retired_close_failed", item=repr(item))
 
 

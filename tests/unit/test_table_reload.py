@@ -38,6 +38,13 @@ routes:
 """
 
 
+class ClosableUpstream(FakeUpstream):
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
 class Upstreams:
     """A fake upstream per name and build: every build of an upstream's client is recorded."""
 
@@ -47,7 +54,7 @@ class Upstreams:
         self.closed: list[FakeUpstream] = []
 
     def __call__(self, name: str, config: UpstreamConfig) -> FakeUpstream:
-        upstream = FakeUpstream(clock=self.clock)
+        upstream = ClosableUpstream(clock=self.clock)
         self.built.append((name, upstream))
         return upstream
 
@@ -246,3 +253,21 @@ async def test_without_a_file_a_reload_is_refused_and_changes_nothing(deps: Tabl
 def test_a_config_error_is_an_exception_with_one_line() -> None:
     with pytest.raises(ConfigError):
         config("upstreams: {}\nroutes: []")
+
+
+async def test_what_a_reload_dropped_is_closed_at_shutdown_at_the_latest(
+    deps: TableDeps, tmp_path: Path
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(TWO_UPSTREAMS)
+    tables = RouteTables(build_table(load_config(path, SETTINGS), deps), deps, str(path))
+    dropped = tables.table.upstreams["orders"].adapter
+    kept = tables.table.upstreams["users"].adapter
+    assert isinstance(dropped, ClosableUpstream)
+    assert isinstance(kept, ClosableUpstream)
+    path.write_text(TWO_UPSTREAMS.replace("http://orders:1", "http://orders:2"))
+    assert await tables.reload()
+    assert not dropped.closed  # requests that started before the reload may still use it
+    await tables.aclose()
+    assert dropped.closed
+    assert kept.closed
