@@ -29,7 +29,7 @@ async def exposed_sample_names() -> set[str]:
 async def test_every_metric_the_dashboard_queries_is_exposed() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    exprs.append(dashboard["templating"]["list"][0]["query"])
+    exprs.extend(variable["query"] for variable in dashboard["templating"]["list"])
     queried = {name for expr in exprs for name in re.findall(r"\bgateway_[a-z_]+", expr)}
     assert len(queried) >= 7
     assert queried <= await exposed_sample_names()
@@ -39,6 +39,42 @@ def test_dashboard_covers_what_operators_look_at() -> None:
     titles = " ".join(p["title"].lower() for p in json.loads(DASHBOARD.read_text())["panels"])
     for topic in ("status", "p99", "breaker state", "retries", "rate-limit blocks"):
         assert topic in titles
+
+
+def test_dashboard_filters_by_upstream_and_route_and_the_route_list_follows_the_upstream() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["upstream"]["query"] == (
+        "label_values(gateway_circuit_breaker_state, upstream)"
+    )
+    assert '{upstream=~"$upstream"}' in variables["route"]["query"]
+    names = [v["name"] for v in dashboard["templating"]["list"]]
+    assert names.index("upstream") < names.index("route")  # Grafana resolves them in order
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for selector in re.findall(r"gateway_[a-z_]+\{([^}]*)\}", target["expr"]):
+                assert 'route=~"$route"' in selector, (panel["title"], target["expr"])
+                assert 'upstream=~"$upstream"' in selector, (panel["title"], target["expr"])
+
+
+def test_breaker_families_are_taken_per_upstream_never_summed_over_routes() -> None:
+    """Each route's breaker series repeats its upstream's one breaker: a sum would count an
+    upstream once per route (two routes, one OPEN breaker: "2 open")."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    breaker = re.compile(r"gateway_circuit_breaker_(state|transitions_total|open_seconds)\b")
+    seen = 0
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            if not breaker.search(expr):
+                continue
+            seen += 1
+            assert "sum" not in expr, expr
+            for use in re.finditer(breaker, expr):
+                inner = r"max by \(upstream(, [a-z_, ]+)?\) \(((increase|rate)\()?$"
+                assert re.search(inner, expr[: use.start()]), expr
+            assert "{{upstream}" in target["legendFormat"], target["legendFormat"]
+    assert seen >= 2
 
 
 def test_dashboard_uses_the_provisioned_datasource() -> None:
