@@ -144,11 +144,6 @@ def _check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the schema marks retry, rate_limit, circuit_breaker and retry_budget required, "
-    "though an entry may leave them out (gateway.config gives them no default)",
-)
 def test_check_jsonschema_accepts_the_example() -> None:
     result = _check_jsonschema(EXAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
