@@ -28,6 +28,7 @@ first, then the body as it arrives; a stream that breaks off closes the client's
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterable
@@ -112,14 +113,27 @@ def rate_limit_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The IETF draft's structured fields and the older ``RateLimit-*`` trio."""
     reset = str(math.ceil(decision.reset_seconds))
-    window = str(math.ceil(window_seconds))
+    policy, limit, prefix = _fixed_fields(policy_name, decision.limit, window_seconds)
     return [
-        (b"ratelimit-policy", f'"{policy_name}";q={decision.limit};w={window}'.encode()),
-        (b"ratelimit", f'"{policy_name}";r={decision.remaining};t={reset}'.encode()),
-        (b"ratelimit-limit", str(decision.limit).encode()),
+        policy,
+        (b"ratelimit", prefix + f"r={decision.remaining};t={reset}".encode()),
+        limit,
         (b"ratelimit-remaining", str(decision.remaining).encode()),
         (b"ratelimit-reset", reset.encode()),
     ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _fixed_fields(
+    policy_name: str, limit: int, window_seconds: float
+) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes]:
+    """The fields that are the same on every answer of a policy, encoded once."""
+    window = math.ceil(window_seconds)
+    return (
+        (b"ratelimit-policy", f'"{policy_name}";q={limit};w={window}'.encode()),
+        (b"ratelimit-limit", str(limit).encode()),
+        f'"{policy_name}";'.encode(),
+    )
 
 
 class _BodyReader:
@@ -465,7 +479,8 @@ class ProxyRoutes:
             match = self._tables().match(normalised, scope["method"])
             if type(match) is Matched:
                 endpoint: ProxyEndpoint = match.target
-                if has_dot_segment(path):
+                # Only a prefix route sends the client's path on; an exact one sends its own.
+                if endpoint.route.prefix and has_dot_segment(path):
                     await _refuse_dot_segment(scope, receive, send, endpoint.route.name)
                     return
                 await endpoint(scope, receive, send, endpoint.upstream_path(path, match.consumed))
