@@ -207,3 +207,26 @@ async def test_redis_keys_of_the_two_algorithms_differ() -> None:
         assert limiter("sliding_log").key("c") != limiter("sliding_counter").key("c")
     finally:
         await limiters.aclose()
+
+
+def test_the_supervisors_sighup_survives_a_file_that_breaks_the_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--workers N``, ``ValidatingMultiprocess.handle_hup`` validates through
+    ``cli._config``, which turns only ConfigError into its one line: the TypeError of a complex
+    YAML key (or the ValueError of a 5000-digit number) escapes ``handle_hup``, and uvicorn's
+    supervisor loop has no handler around it: the supervisor dies on SIGHUP."""
+    from uvicorn.supervisors import Multiprocess
+
+    from gateway.cli import ValidatingMultiprocess
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "? [a, b]\n: 1\n" + ONE_UPSTREAM + "routes: [{name: r, path: /x, upstream: a}]\n"
+    )
+    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
+    restarted: list[bool] = []
+    monkeypatch.setattr(Multiprocess, "handle_hup", lambda self: restarted.append(True))
+    supervisor = object.__new__(ValidatingMultiprocess)
+    supervisor.handle_hup()  # must neither raise nor restart the workers
+    assert restarted == []
