@@ -42,13 +42,15 @@ class NotFound:
 
 
 @dataclass(frozen=True, slots=True)
-class MethodNotAllowed:
+class MethodNotAllowed(Generic[T]):
     """A route's path matches, but it takes none of this method."""
 
     allowed: tuple[str, ...]
+    target: T
+    """The route of the first of the ``allowed`` methods: whose path it is, for labels."""
 
 
-MatchResult = Matched[T] | NotFound | MethodNotAllowed
+MatchResult = Matched[T] | NotFound | MethodNotAllowed[T]
 NOT_FOUND = NotFound()
 
 
@@ -113,7 +115,8 @@ class RouteTable(Generic[T]):
 def _pick(by_method: Mapping[str, T], method: str, matched: str, consumed: int) -> MatchResult[T]:
     target = by_method.get(method)
     if target is None:
-        return MethodNotAllowed(tuple(sorted(by_method)))
+        allowed = tuple(sorted(by_method))
+        return MethodNotAllowed(allowed, by_method[allowed[0]])
     return Matched(target, matched, consumed)
 
 

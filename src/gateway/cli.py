@@ -187,8 +187,12 @@ class ValidatingMultiprocess(Multiprocess):
 
     def handle_hup(self) -> None:
         try:
-            _config(GatewaySettings())
-        except SystemExit:
+            settings = GatewaySettings()
+            if not settings.gateway_config:
+                print("resilient-gateway: SIGHUP ignored: no GATEWAY_CONFIG file", file=sys.stderr)
+                return
+            _config(settings)
+        except (SystemExit, ValidationError):
             return  # the one-line error is printed; the workers keep the table they have
         super().handle_hup()
 

@@ -34,6 +34,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from application.route_table import normalise
 from gateway.settings import GatewaySettings, check_url
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -44,6 +45,26 @@ GATEWAY_PATHS = ("/health", "/metrics", "/dashboard", "/admin", "/docs", "/redoc
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _HEADER_KEY = re.compile(r"^header:([!#$%&'*+.^_`|~0-9A-Za-z-]{1,64})$")
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
+_GATEWAY_OWNED_HEADERS = frozenset(
+    {
+        "host",
+        "forwarded",
+        "x-real-ip",
+        "x-request-id",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-connection",
+        "content-length",
+    }
+)
+"""Headers a route's rate limit cannot be keyed on: hop-by-hop, or owned by the gateway."""
+RESERVED_ROUTE_NAMES = frozenset({"unmatched"})
+"""Labels the gateway gives requests no route took."""
 
 
 class ConfigError(Exception):
@@ -277,6 +298,19 @@ class RateLimitConfig(_Entry):
     )
     fail_open: bool = _inherit("rate_limit_fail_open", "Let requests through if Redis fails.")
 
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, value: str) -> str:
+        name = value.removeprefix("header:").lower()
+        if value.startswith("header:") and (
+            name in _GATEWAY_OWNED_HEADERS or name.startswith("x-forwarded-")
+        ):
+            raise ValueError(
+                f"{value!r}: the gateway drops or rewrites that header, so it cannot count "
+                "clients by it (use ip: TRUSTED_PROXIES applies X-Forwarded-For)"
+            )
+        return value
+
     @property
     def key_header(self) -> str | None:
         """The header's name in lower case for ``header:NAME``, else None."""
@@ -396,6 +430,15 @@ def path_problem(path: str) -> str | None:
         return "must not hold a . or .. segment"
     if not path.isascii() or not path.isprintable() or " " in path:
         return "must be printable ASCII without spaces (percent-encode the rest)"
+    if normalise(path) != path or re.search(r"%(?![0-9A-F]{2})", path):
+        return (
+            "must write letters, digits and -._~ as themselves and other escapes as %XX with "
+            f"upper-case hex ({normalise(path)!r})"
+        )
+    if "{" in path or "}" in path:
+        return "must not hold { or } (a path is matched as it is written, with no parameters)"
+    if "//" in path:
+        return "must not hold an empty segment (//)"
     return None
 
 
@@ -411,6 +454,8 @@ def _cross_check(config: GatewayConfig, raw_routes: list[Any]) -> list[str]:
                 f"{where}.name: {route.name!r} is also routes[{seen_names[route.name]}]'s name"
             )
         seen_names.setdefault(route.name, index)
+        if route.name in RESERVED_ROUTE_NAMES:
+            errors.append(f"{where}.name: {route.name!r} is the label of requests no route takes")
         upstream = config.upstreams.get(route.upstream)
         if upstream is None:
             known = ", ".join(sorted(config.upstreams))
@@ -436,7 +481,10 @@ def _cross_check(config: GatewayConfig, raw_routes: list[Any]) -> list[str]:
                 "it, such as /, is fine: the gateway's endpoints are served first)"
             )
         by_method = claimed.setdefault((route.is_prefix, route.match_path), {})
-        for method in route.methods:
+        methods = list(route.methods)
+        if "GET" in methods and "HEAD" not in methods:
+            methods.append("HEAD")  # served wherever GET is
+        for method in methods:
             if method in by_method:
                 other = by_method[method]
                 errors.append(
@@ -494,21 +542,31 @@ def _is_union_tag(part: int | str) -> bool:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last).
+
+    Keys merged in with ``<<: *anchor`` may be overridden by the mapping's own keys, as YAML
+    means them to be; only the keys written in the mapping itself must differ.
+    """
 
 
 def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            mark = key_node.start_mark
+        mark = key_node.start_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+        try:
+            duplicate = key in seen
+        except TypeError:
             raise ConfigError(
-                f"line {mark.line + 1}, column {mark.column + 1}: the key {key!r} is given twice"
-            )
-        result[key] = loader.construct_object(value_node, deep=True)
-    return result
+                f"{where}: a key must be a plain value, not a list or mapping"
+            ) from None
+        if duplicate:
+            raise ConfigError(f"{where}: the key {key!r} is given twice")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
@@ -527,6 +585,8 @@ def parse_config(text: str, settings: GatewaySettings, source: str) -> GatewayCo
         raise ConfigError(f"{prefix}{where}{error.problem or error.context}") from None
     except yaml.YAMLError as error:
         raise ConfigError(prefix + " ".join(str(error).split())) from None
+    except (ValueError, TypeError, RecursionError) as error:  # e.g. an int of 5,000 digits
+        raise ConfigError(f"{prefix}{type(error).__name__}: {str(error)[:200]}") from None
     if not isinstance(data, dict):
         raise ConfigError(prefix + "the file must be a mapping with upstreams and routes")
     try:

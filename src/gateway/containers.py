@@ -121,7 +121,8 @@ class Limiters:
         return RedisRateLimiter(
             self._client,
             policy,
-            f"{settings.rate_limit_key_prefix}{route}:",  # a route's clients are its own
+            # A route's clients are its own, and each algorithm keeps its own kind of key.
+            f"{settings.rate_limit_key_prefix}{route}:{_KEY_KINDS[policy.algorithm]}:",
             timeout,
             get_logger("gateway.rate_limit"),
             owns_client=False,
@@ -131,6 +132,9 @@ class Limiters:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+_KEY_KINDS = {RateLimitAlgorithm.SLIDING_LOG: "log", RateLimitAlgorithm.SLIDING_COUNTER: "counter"}
 
 
 def every_upstream(upstream: UpstreamAdapter) -> UpstreamFactory:

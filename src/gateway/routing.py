@@ -34,7 +34,7 @@ from adapters.observability import BreakerTransitionReporter, get_logger
 from application.forward import ForwardRequest
 from application.route import Route
 from application.route_table import RouteTable
-from domain.breaker import BreakerMode, BreakerPolicy, CircuitBreaker, WindowType
+from domain.breaker import BreakerMode, BreakerPolicy, BreakerState, CircuitBreaker, WindowType
 from domain.bulkhead import Bulkhead
 from domain.ports import Clock, Sleeper, UpstreamPort
 from domain.rate_limit import RateLimiter
@@ -42,7 +42,6 @@ from domain.retry import Jitter, RandomSource, RetryPolicy
 from domain.retry_budget import RetryBudget, RetryBudgetPolicy
 from gateway.config import (
     CircuitBreakerConfig,
-    ConfigError,
     GatewayConfig,
     RateLimitConfig,
     RouteConfig,
@@ -50,6 +49,9 @@ from gateway.config import (
     load_config,
 )
 from gateway.settings import GatewaySettings
+
+RETIRED_POLL_SECONDS = 0.5
+"""How often a reload's dropped clients check whether the old table's requests are done."""
 
 
 class UpstreamAdapter(UpstreamPort, Protocol):
@@ -176,6 +178,11 @@ def _build_upstream(
             deps.clock,
             on_transition=BreakerTransitionReporter(counters, deps.events, upstream=name),
         )
+        if old is not None:  # an operator's decision outlives a policy change
+            if old.breaker.state is BreakerState.FORCED_OPEN:
+                breaker.force_open()
+            elif old.breaker.state is BreakerState.DISABLED:
+                breaker.disable()
     if old is not None and old.config.max_concurrent_requests == config.max_concurrent_requests:
         bulkhead = old.bulkhead
     else:
@@ -262,12 +269,12 @@ def build_table(
         _build_route(entry, upstreams[entry.upstream], deps, old_routes.get(entry.name))
         for entry in config.routes
     ]
-    for name, upstream in upstreams.items():
-        upstream.counters.routes = tuple(r.name for r in routes if r.upstream.name == name)
     matcher = RouteTable(
         (route.route.path, route.route.prefix, served_methods(route.config), route.endpoint)
         for route in routes
     )
+    for name, upstream in upstreams.items():
+        upstream.counters.routes = tuple(r.name for r in routes if r.upstream.name == name)
     retired: list[Any] = []
     if previous is not None:
         kept = {id(upstream.adapter) for upstream in upstreams.values()}
@@ -362,9 +369,13 @@ class RouteTables:
             if route.limiter is not None:
                 await route.limiter.aclose()
 
-    async def _close_later(self, closables: list[Any], delay: float) -> None:
-        """Close what a reload dropped once the requests that started before it are done."""
-        await SystemClock().sleep(delay)  # real time, even under a test's fake clock
+    async def _close_when_idle(self, closables: list[Any], users: list[ProxyEndpoint]) -> None:
+        """Close what a reload dropped once no request that started before it is left: the
+        previous table's endpoints are its only users, event streams and long bodies included.
+        """
+        clock = SystemClock()  # real time, even under a test's fake clock
+        while any(endpoint.in_flight for endpoint in users):
+            await clock.sleep(RETIRED_POLL_SECONDS)
         mine = [item for item in self._retired if any(item is c for c in closables)]
         self._retired = [item for item in self._retired if not any(item is c for c in mine)]
         await _close_all(mine)
@@ -379,11 +390,12 @@ class RouteTables:
             status = self.status
             status.last_reload = wall_clock_now()
             try:
-                config = self._load(source, self._deps.settings)
+                # Parsed off the event loop: a large file must not stall the requests.
+                config = await asyncio.to_thread(self._load, source, self._deps.settings)
                 table = build_table(config, self._deps, self.table)
                 for upstream in table.upstreams.values():
                     await upstream.adapter.start()
-            except (ConfigError, ValueError) as error:
+            except Exception as error:  # whatever it is, the old table stays
                 status.last_result = "error"
                 status.last_error = str(error)
                 status.reloads["error"] += 1
@@ -403,9 +415,9 @@ class RouteTables:
             )
             self._deps.events.append("config_reload", result="success", version=table.version)
             if table.retired:
-                grace = max(route.config.request_timeout_seconds for route in previous.routes)
                 self._retired.extend(table.retired)
-                task = asyncio.create_task(self._close_later(table.retired, grace + 1.0))
+                users = [route.endpoint for route in previous.routes]
+                task = asyncio.create_task(self._close_when_idle(table.retired, users))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
             return True

@@ -205,3 +205,20 @@ def test_a_reload_does_not_cut_an_event_stream_that_started_before_it(
         assert events, "no event arrived"
         elapsed = time.monotonic() - reloaded_at
     assert events == list(range(8)), f"cut {elapsed:.1f} s after the reload: {events}"
+
+
+async def test_a_stripped_prefix_never_sends_a_path_that_starts_with_two_slashes(
+    tmp_path: Path,
+) -> None:
+    """``/x//evil.example/y`` with ``rewrite_prefix: ""`` would go upstream as
+    ``//evil.example/y``, which some servers and frameworks read as a host (an open redirect
+    in the making): the leading slashes are made one."""
+    text = """
+upstreams: {a: {url: "http://a:1"}}
+routes:
+  - {name: x, path_prefix: /x, rewrite_prefix: "", upstream: a}
+"""
+    async with configured_gateway(tmp_path, text) as gw:
+        assert (await gw.client.get("/x//evil.example/y")).status_code == 200
+        assert (await gw.client.get("/x/ok")).status_code == 200
+    assert [call.path for call, _ in gw.upstream.calls] == ["/evil.example/y", "/ok"]

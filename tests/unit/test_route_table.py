@@ -73,11 +73,15 @@ def test_a_path_no_route_matches_is_not_found(path: str) -> None:
 
 
 def test_a_method_the_route_does_not_take_is_not_allowed_with_the_methods_it_takes() -> None:
-    assert USERS.match("/api/v1/users/me", "DELETE") == MethodNotAllowed(("GET",))
-    assert USERS.match("/api/v1/users/9", "PUT") == MethodNotAllowed(("GET", "POST"))
+    assert USERS.match("/api/v1/users/me", "DELETE") == MethodNotAllowed(
+        ("GET",), "=/api/v1/users/me"
+    )
+    assert USERS.match("/api/v1/users/9", "PUT") == MethodNotAllowed(
+        ("GET", "POST"), "/api/v1/users*"
+    )
     # the path decides the route: a shorter prefix taking PUT does not catch it
     both = table(("/a", True, ("PUT",)), ("/a/b", True, ("GET",)))
-    assert both.match("/a/b/c", "PUT") == MethodNotAllowed(("GET",))
+    assert both.match("/a/b/c", "PUT") == MethodNotAllowed(("GET",), "/a/b*")
     assert target(both.match("/a/c", "PUT")) == "/a*"
 
 
@@ -87,7 +91,8 @@ def test_one_path_may_send_methods_to_different_routes() -> None:
     )
     assert target(split.match("/orders/1", "GET")) == "reads"
     assert target(split.match("/orders", "POST")) == "writes"
-    assert split.match("/orders", "DELETE") == MethodNotAllowed(("GET", "HEAD", "POST"))
+    assert split.match("/orders", "DELETE") == MethodNotAllowed(("GET", "HEAD", "POST"), "reads")
+    assert split.match("/orders", "PUT") == MethodNotAllowed(("GET", "HEAD", "POST"), "reads")
     assert len(split) == 3
 
 
@@ -111,7 +116,7 @@ def test_the_root_prefix_takes_every_path_nothing_longer_takes() -> None:
     assert isinstance(root_match, Matched)
     assert (root_match.matched, root_match.consumed) == ("", 0)
     assert isinstance(root.match("no-slash", "GET"), NotFound)
-    assert root.match("/x", "PATCH") == MethodNotAllowed(ALL)
+    assert root.match("/x", "PATCH") == MethodNotAllowed(ALL, "/*")
 
 
 def test_a_prefix_written_with_a_trailing_slash_is_the_same_prefix() -> None:

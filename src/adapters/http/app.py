@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
+from starlette.types import Scope
 
 from adapters.dashboard.stream import DashboardHub
 from adapters.dashboard.web import add_dashboard
@@ -55,6 +58,15 @@ class ProxiedRoute:
     @property
     def route(self) -> Route:
         return self.forward.route
+
+
+class DocumentedRoute(APIRoute):
+    """A proxied route in OpenAPI that FastAPI's router never matches: ``ProxyRoutes`` serves
+    the running table, so a route a reload removed is no route at all (404, whatever the
+    method), not a registration left behind."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return Match.NONE, {}
 
 
 class ServedTable(Protocol):
@@ -167,9 +179,10 @@ def create_app(
         if route.prefix:
             paths = [route.path, route.path.rstrip("/") + "/{path:path}"]
         for path in paths:
-            app.add_api_route(
+            app.router.add_api_route(
                 path,
                 proxied.endpoint.endpoint,
+                route_class_override=DocumentedRoute,
                 methods=list(route.methods),
                 name=route.name if path == route.path else f"{route.name}-below",
                 summary=f"Proxy to upstream {route.upstream_name}'s {route.upstream_path or '/'}",

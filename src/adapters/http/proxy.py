@@ -209,6 +209,9 @@ class ProxyEndpoint:
         self._forwarded_prefix = (
             route.path if route.prefix and route.upstream_path != unchanged else None
         )
+        self.in_flight = 0
+        """Requests this endpoint is serving (their streamed answers included): a reload
+        closes what it dropped only once the old table's endpoints are all idle."""
 
     @property
     def route(self) -> Route:
@@ -220,18 +223,29 @@ class ProxyEndpoint:
         route = self._route
         if not route.prefix:
             return route.upstream_path
-        return route.upstream_path + rest_of(raw_path, consumed) or "/"
+        path = route.upstream_path + rest_of(raw_path, consumed)
+        if path.startswith("//"):  # "//host/x" reads as an authority to some servers
+            return "/" + path.lstrip("/")
+        return path or "/"
 
     async def endpoint(self, request: Request) -> Response:
-        """The FastAPI registration, for OpenAPI: ``ProxyRoutes`` serves every such request.
-
-        Reached only once a reload removed the route: then the path is no route's any more."""
+        """The FastAPI registration, for OpenAPI only (``DocumentedRoute`` never matches):
+        ``ProxyRoutes`` serves every request of the route."""
         return problem_response(
             "not-found", 404, "Not Found", request_id_of(request.scope), route=self._route.name
         )
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, upstream_path: str | None = None
+    ) -> None:
+        self.in_flight += 1
+        try:
+            await self._serve(scope, receive, send, upstream_path)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, upstream_path: str | None
     ) -> None:
         route = self._route
         request_id = request_id_of(scope)
@@ -270,6 +284,9 @@ class ProxyEndpoint:
             if name.startswith("x-forwarded-") or ("_" in name and _spoofs_owned(name)):
                 continue  # every X-Forwarded-* is the gateway's, under any spelling
             if name == key_header:
+                if key_value is not None:  # which one would count, which one authenticate?
+                    await self._refuse(scope, receive, send, request_id, name, twice=True)
+                    return
                 key_value = value
             headers.append((name, value))
         if hosts > 1:
@@ -343,16 +360,23 @@ class ProxyEndpoint:
         await response(scope, receive, send)
 
     async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, field: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        field: str,
+        twice: bool = False,
     ) -> None:
         """A 400 for a request head the gateway will not forward as it is."""
         context_of(scope)["route"] = self._route.name
-        detail = (
-            "The request has more than one Host field."
-            if field == "host"
-            else f"The field {field[:60]!r} has a byte outside ASCII; the gateway forwards "
-            "field values as ASCII only."
-        )
+        if field == "host" or twice:
+            detail = f"The request has more than one {field[:60]!r} field."
+        else:
+            detail = (
+                f"The field {field[:60]!r} has a byte outside ASCII; the gateway forwards "
+                "field values as ASCII only."
+            )
         response = problem_response("invalid-request", 400, detail, request_id)
         await response(scope, receive, send)
 
@@ -486,6 +510,7 @@ class ProxyRoutes:
                 await endpoint(scope, receive, send, endpoint.upstream_path(path, match.consumed))
                 return
             if type(match) is MethodNotAllowed:
+                context_of(scope)["route"] = match.target.route.name
                 allowed = match.allowed
                 if "GET" in allowed:  # HEAD goes without saying where GET is (as Starlette's)
                     allowed = tuple(method for method in allowed if method != "HEAD")
