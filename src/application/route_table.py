@@ -156,5 +156,5 @@ def has_dot_segment(raw_path: str) -> bool:
     """
     if "." not in raw_path and "%" not in raw_path:
         return False
-    decoded = unquote(raw_path, errors="replace") if "%" in raw_path else raw_path
+    decoded = unquote(raw_path)  # a malformed escape stays as it is; bytes not UTF-8 become U+FFFD
     return any(segment in (".", "..") for segment in re.split(r"[/\\]", decoded))

@@ -376,3 +376,17 @@ async def test_a_streamed_answer_whose_retry_misses_the_deadline_is_closed_and_f
     assert result.stopped_by == "deadline"
     assert stream.closed
     assert bulkhead.in_flight == 0
+
+
+async def test_a_streamed_answer_to_a_post_that_is_not_retried_is_closed_and_frees_its_slot(
+    make_forward: MakeForward,
+) -> None:
+    stream = ScriptedStream([b"never read"])
+    bulkhead = Bulkhead(1)
+    forward, upstream, _ = make_forward(streamed(503, stream), 200, bulkhead=bulkhead)
+    result = await forward("client", UpstreamRequest("POST", "/flaky-data", body=b"x"))
+    assert isinstance(result, UpstreamFailed)
+    assert result.stopped_by == "not_idempotent"
+    assert stream.closed
+    assert bulkhead.in_flight == 0
+    assert len(upstream.calls) == 1

@@ -60,3 +60,14 @@ async def test_a_post_without_retries_left_says_retries_exhausted(
     result = await forward("client", UpstreamRequest("POST", "/flaky-data"))
     assert isinstance(result, UpstreamFailed)
     assert result.stopped_by == "retries_exhausted"
+
+
+async def test_a_post_that_is_not_retried_still_carries_its_rate_limit_decision(
+    make_forward: MakeForward,
+) -> None:
+    forward, _, _ = make_forward(503, limit=5)
+    result = await forward("client", UpstreamRequest("POST", "/flaky-data"))
+    assert isinstance(result, UpstreamFailed)
+    assert result.stopped_by == "not_idempotent"
+    assert result.rate_limit is not None
+    assert (result.rate_limit.allowed, result.rate_limit.remaining) == (True, 4)

@@ -258,3 +258,57 @@ def test_a_path_of_thousands_of_segments_is_walked_only_as_deep_as_the_deepest_p
     assert target(routes.match("/a/b/x" + "/y" * 20_000, "GET")) == "/a*"
     assert isinstance(routes.match("/z" * 20_000, "GET"), NotFound)
     assert counting.lookups == 1 + 3 + 3  # as deep as the deepest prefix, never deeper
+
+
+def test_an_exact_path_is_exact_to_its_trailing_slash() -> None:
+    routes = table(("/docs/", False, ("GET",)), ("/taX", True, ("GET",)))
+    assert target(routes.match("/docs/", "GET")) == "=/docs/"
+    assert isinstance(routes.match("/docs", "GET"), NotFound)
+    # a prefix keeps every character but its trailing slashes
+    assert target(routes.match("/taX/1", "GET")) == "/taX*"
+    assert isinstance(routes.match("/ta/1", "GET"), NotFound)
+
+
+def test_the_size_of_a_table_counts_every_path_and_method() -> None:
+    assert len(table(("/", True, ALL), ("/a", True, ("GET",)), ("/b", False, ALL))) == 5
+    assert len(table(("/", True, ALL))) == 2
+
+
+def reference_lookups(path: str, prefixes: list[str]) -> int:
+    """How many candidates the walk tries: from the path cut to the deepest prefix's number of
+    segments (or the whole path), down to the first segment, until one is a prefix."""
+    depth = max(prefix.count("/") for prefix in prefixes)
+    starts = [i for i, char in enumerate(path) if char == "/"]
+    candidate = path if len(starts) <= depth else path[: starts[depth]]
+    tried = 0
+    while candidate:
+        tried += 1
+        if candidate in prefixes:
+            return tried
+        candidate = candidate[: candidate.rfind("/")]
+    return tried
+
+
+@given(
+    prefixes=st.lists(
+        st.lists(st.sampled_from(["a", "b", ""]), min_size=1, max_size=4).map(
+            lambda parts: "/" + "/".join(parts)
+        ),
+        min_size=1,
+        max_size=5,
+        unique=True,
+    ),
+    path=st.lists(st.sampled_from(["a", "b", ""]), max_size=8).map(lambda p: "/" + "/".join(p)),
+)
+def test_property_the_walk_tries_the_candidates_it_should_and_no_more(
+    prefixes: list[str], path: str
+) -> None:
+    """Paths with empty segments (``//``) included: the walk starts at the right depth."""
+    keys = [prefix for prefix in prefixes if prefix.rstrip("/") == prefix and prefix != "/"]
+    if not keys:
+        return
+    routes = table(*((prefix, True, ("GET",)) for prefix in keys))
+    counting = CountingDict(routes._prefixes)
+    routes._prefixes = counting  # type: ignore[assignment]
+    routes.match(path, "GET")
+    assert counting.lookups == reference_lookups(path, keys)
