@@ -150,6 +150,66 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+COALESCE_MAX_BYTES = 64 * 1024
+"""Held bytes that go out at once, without waiting for the end of the turn."""
+
+
+class CoalescingTransport:
+    """A client connection's transport whose writes within one turn of the event loop leave
+    as one: uvicorn writes an answer's head and its body apart, two system calls (and two
+    wake-ups of the client) where one does. Held bytes go out at the end of the turn, before
+    any other callback can read the connection's state, and before a close; an abort drops
+    them. Everything else is the real transport's."""
+
+    __slots__ = ("_flush_scheduled", "_held", "_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._held = 0
+        self._flush_scheduled = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._pending.append(bytes(data) if not isinstance(data, bytes) else data)
+        self._held += len(data)
+        if self._held >= COALESCE_MAX_BYTES:  # a large answer goes out as it comes
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what is held now (the end of the turn calls it too)."""
+        self._flush_scheduled = False
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        self._held = 0
+        if not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + self._held
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._held = 0
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GatewayHttpProtocol(ProblemHttpToolsProtocol):
     """The server protocol with time, size and count bounds on what clients send."""
 
@@ -171,7 +231,7 @@ class GatewayHttpProtocol(ProblemHttpToolsProtocol):
         if len(self.connections) >= self.limits.max_connections:
             self._refuse_connection(transport)
             return
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._arm_head_timer()
 
     def _refuse_connection(self, transport: asyncio.Transport) -> None:
