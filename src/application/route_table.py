@@ -152,9 +152,17 @@ def has_dot_segment(raw_path: str) -> bool:
 
     Such a path could climb out of a rewritten prefix on an upstream that resolves it (and some
     decode ``%2F`` or read ``\\`` as ``/`` before they do), so it is refused rather than
-    resolved.
+    resolved. Decoded twice (``%252e`` is ``%2e`` to an upstream that decodes again), and a
+    segment's path parameters (``..;x``, which Servlet containers drop) do not count.
     """
     if "." not in raw_path and "%" not in raw_path:
         return False
-    decoded = unquote(raw_path)  # a malformed escape stays as it is; bytes not UTF-8 become U+FFFD
-    return any(segment in (".", "..") for segment in re.split(r"[/\\]", decoded))
+    once = unquote(raw_path)  # a malformed escape stays as it is; bytes not UTF-8 become U+FFFD
+    for decoded in (once, unquote(once)):
+        for segment in _SEPARATORS.split(decoded):
+            if segment.partition(";")[0] in (".", ".."):
+                return True
+    return False
+
+
+_SEPARATORS = re.compile(r"[/\\]")

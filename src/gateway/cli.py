@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -57,6 +58,9 @@ def serve(argv: list[str]) -> None:
         "--workers", type=int, default=1, help="worker processes (needs a shared rate-limit store)"
     )
     args = parser.parse_args(argv)
+    # Until the server installs its handler, a SIGHUP (a deploy's reload sent too early) would
+    # end the process: it is ignored instead.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if args.config is not None:
         os.environ["GATEWAY_CONFIG"] = args.config  # workers of --workers N read it too
     settings = _settings()

@@ -226,6 +226,10 @@ def test_property_the_rest_is_the_raw_tail_of_the_normalised_match(parts: list[s
         "/a/%2e%2e%5cb",
         "/a/..\\b",
         "/a\\..\\b",
+        "/a/..;jsessionid=1/b",
+        "/a/.;x",
+        "/a/%252e%252e/b",
+        "/a/%252E%252e%252fb",
     ],
 )
 def test_a_dot_segment_in_any_spelling_is_found(path: str) -> None:
@@ -233,8 +237,10 @@ def test_a_dot_segment_in_any_spelling_is_found(path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/a/b", "/a/.hidden", "/a/b.json", "/a/...", "/a/..b", "/v1.2/x", "/%41", "/"]
-)
+    "path",
+    ["/a/b", "/a/.hidden", "/a/b.json", "/a/...", "/a/..b", "/v1.2/x", "/%41", "/", "/a/b;v=1",
+     "/a/%2525", "/a/...;x"],
+)  # fmt: skip
 def test_dots_inside_a_segment_are_fine(path: str) -> None:
     assert not has_dot_segment(path)
 
