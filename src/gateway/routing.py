@@ -26,7 +26,6 @@ from typing import Any, Protocol
 from adapters.clock.http_dates import wall_clock_now
 from adapters.clock.system import SystemClock
 from adapters.event_log import EventLog
-from adapters.http.app import ProxiedRoute
 from adapters.http.client_identity import ClientIdentity
 from adapters.http.proxy import ProxyEndpoint
 from adapters.metrics.counters import RouteCounters, UpstreamCounters
@@ -114,6 +113,10 @@ class RouteRuntime:
     def route(self) -> Route:
         return self.forward.route
 
+    @property
+    def upstream_counters(self) -> UpstreamCounters:
+        return self.upstream.counters
+
 
 @dataclass(frozen=True, slots=True)
 class GatewayTable:
@@ -123,13 +126,16 @@ class GatewayTable:
     upstreams: dict[str, UpstreamRuntime]
     routes: list[RouteRuntime]
     matcher: RouteTable[ProxyEndpoint]
-    proxied: list[ProxiedRoute]
-    """What the app reads of each route (metrics, OpenAPI)."""
     version: int
     loaded_at: datetime
     """Wall-clock time the table was built."""
     retired: list[Any] = field(default_factory=list)
     """Adapters and limiters of the previous table that this one no longer uses."""
+
+    @property
+    def proxied(self) -> list[RouteRuntime]:
+        """What the app reads of each route (metrics, OpenAPI): the routes themselves."""
+        return self.routes
 
 
 def breaker_policy(config: CircuitBreakerConfig) -> BreakerPolicy:
@@ -290,13 +296,7 @@ def build_table(
             if route.limiter is not None and id(route.limiter) not in kept
         )
     version = previous.version + 1 if previous is not None else 1
-    proxied = [
-        ProxiedRoute(route.forward, route.counters, route.endpoint, route.upstream.counters)
-        for route in routes
-    ]
-    return GatewayTable(
-        config, upstreams, routes, matcher, proxied, version, wall_clock_now(), retired
-    )
+    return GatewayTable(config, upstreams, routes, matcher, version, wall_clock_now(), retired)
 
 
 @dataclass

@@ -83,6 +83,12 @@ def deps(clock: FakeClock, upstreams: Upstreams) -> TableDeps:
     )
 
 
+def tables_at(path: Path, text: str, deps: TableDeps) -> RouteTables:
+    """The running tables of the file at ``path``, written with ``text``."""
+    path.write_text(text)
+    return RouteTables(build_table(load_config(path, SETTINGS), deps), deps, str(path))
+
+
 def config(text: str) -> GatewayConfig:
     return parse_config(textwrap.dedent(text), SETTINGS, "test.yaml")
 
@@ -194,8 +200,7 @@ async def test_requests_in_flight_finish_on_the_table_they_started_with(
     import asyncio
 
     path = tmp_path / "gateway.yaml"
-    path.write_text(TWO_UPSTREAMS)
-    tables = RouteTables(build_table(load_config(path, SETTINGS), deps), deps, str(path))
+    tables = tables_at(path, TWO_UPSTREAMS, deps)
     old = tables.table
     upstream = old.upstreams["orders"].adapter
     assert isinstance(upstream, FakeUpstream)
@@ -218,8 +223,7 @@ async def test_requests_in_flight_finish_on_the_table_they_started_with(
 
 async def test_an_invalid_file_changes_nothing(deps: TableDeps, tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
-    path.write_text(TWO_UPSTREAMS)
-    tables = RouteTables(build_table(load_config(path, SETTINGS), deps), deps, str(path))
+    tables = tables_at(path, TWO_UPSTREAMS, deps)
     before = tables.table
     path.write_text(TWO_UPSTREAMS.replace("window_seconds: 60", "window_seconds: 0"))
     assert not await tables.reload()
@@ -259,8 +263,7 @@ async def test_what_a_reload_dropped_is_closed_at_shutdown_at_the_latest(
     deps: TableDeps, tmp_path: Path
 ) -> None:
     path = tmp_path / "gateway.yaml"
-    path.write_text(TWO_UPSTREAMS)
-    tables = RouteTables(build_table(load_config(path, SETTINGS), deps), deps, str(path))
+    tables = tables_at(path, TWO_UPSTREAMS, deps)
     dropped = tables.table.upstreams["orders"].adapter
     kept = tables.table.upstreams["users"].adapter
     assert isinstance(dropped, ClosableUpstream)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import FastAPI, Request
@@ -46,18 +45,24 @@ if TYPE_CHECKING:
 Hook = Callable[[], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class ProxiedRoute:
-    """A route's use case, its endpoint, and the counters its policies report to."""
-
-    forward: ForwardRequest
-    counters: RouteCounters
-    endpoint: ProxyEndpoint
-    upstream_counters: UpstreamCounters
+class ProxiedRoute(Protocol):
+    """What the app reads of one route: its use case, its endpoint, the counters its policies
+    report to (its own and its upstream's)."""
 
     @property
-    def route(self) -> Route:
-        return self.forward.route
+    def forward(self) -> ForwardRequest: ...
+
+    @property
+    def counters(self) -> RouteCounters: ...
+
+    @property
+    def endpoint(self) -> ProxyEndpoint: ...
+
+    @property
+    def upstream_counters(self) -> UpstreamCounters: ...
+
+    @property
+    def route(self) -> Route: ...
 
 
 class DocumentedRoute(APIRoute):

@@ -210,8 +210,9 @@ class ProxyEndpoint:
             route.path if route.prefix and route.upstream_path != unchanged else None
         )
         self.in_flight = 0
-        """Requests this endpoint is serving (their streamed answers included): a reload
-        closes what it dropped only once the old table's endpoints are all idle."""
+        """Requests this endpoint is serving (their streamed answers included), counted by
+        ``ProxyRoutes``: a reload closes what it dropped only once the old table's endpoints
+        are all idle."""
 
     @property
     def route(self) -> Route:
@@ -237,15 +238,6 @@ class ProxyEndpoint:
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, upstream_path: str | None = None
-    ) -> None:
-        self.in_flight += 1
-        try:
-            await self._serve(scope, receive, send, upstream_path)
-        finally:
-            self.in_flight -= 1
-
-    async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, upstream_path: str | None
     ) -> None:
         route = self._route
         request_id = request_id_of(scope)
@@ -507,7 +499,13 @@ class ProxyRoutes:
                 if endpoint.route.prefix and has_dot_segment(path):
                     await _refuse_dot_segment(scope, receive, send, endpoint.route.name)
                     return
-                await endpoint(scope, receive, send, endpoint.upstream_path(path, match.consumed))
+                endpoint.in_flight += 1
+                try:
+                    await endpoint(
+                        scope, receive, send, endpoint.upstream_path(path, match.consumed)
+                    )
+                finally:
+                    endpoint.in_flight -= 1
                 return
             if type(match) is MethodNotAllowed:
                 context_of(scope)["route"] = match.target.route.name
